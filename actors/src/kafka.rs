@@ -1,0 +1,293 @@
+//! The one place Kafka clients and topics are set up: the idempotent producer, the
+//! consumer settings of the reader, topic creation, and the embedded (librdkafka mock)
+//! cluster used by the no-services default.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::config::KafkaConfig;
+
+/// Errors while setting up Kafka clients or topics.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KafkaSetupError {
+    /// librdkafka refused the client configuration.
+    #[error("cannot create the Kafka {client}: {source}")]
+    Client {
+        /// Which client.
+        client: &'static str,
+        /// librdkafka's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// A topic could not be created (and does not already exist).
+    #[error("cannot create topic {topic:?}: {code}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// The broker's error code.
+        code: RDKafkaErrorCode,
+    },
+    /// The CreateTopics request itself failed (broker unreachable, time-out).
+    #[error("cannot reach Kafka at {servers} to create topics: {source}")]
+    Admin {
+        /// The bootstrap servers.
+        servers: String,
+        /// librdkafka's error.
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// Producer settings: idempotent (no duplicates or reordering on retries), acks=all, and
+/// the murmur2 partitioner so a key lands on the same partition as with the Java and
+/// Python clients.
+pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = cfg.client_config();
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
+        .set("linger.ms", "5");
+    c
+}
+
+/// Builds the producer.
+pub fn producer(cfg: &KafkaConfig) -> Result<FutureProducer, KafkaSetupError> {
+    producer_config(cfg)
+        .create()
+        .map_err(|source| KafkaSetupError::Client {
+            client: "producer",
+            source,
+        })
+}
+
+/// Consumer settings of the KafkaReader: nothing is committed automatically and
+/// offsets are only stored when the reader commits what is durably written; a new group
+/// starts from the earliest offset, as the original consumer did.
+pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = cfg.client_config();
+    c.set("group.id", &cfg.consumer_group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (cfg.session_timeout_ms / 10).max(500).to_string(),
+        )
+        // Small prefetch: paused partitions must not pile up memory in librdkafka's queues.
+        .set("queued.max.messages.kbytes", "8192")
+        .set("fetch.wait.max.ms", "100");
+    c
+}
+
+/// Creates the data topic and the dead-letter topic when they are missing (partitions,
+/// replication and retention from the config). Existing topics are left as they are.
+pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<(), KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> =
+        cfg.client_config()
+            .create()
+            .map_err(|source| KafkaSetupError::Client {
+                client: "admin client",
+                source,
+            })?;
+    let retention = cfg.retention_ms().to_string();
+    let topics: Vec<NewTopic<'_>> = [cfg.topic.as_str(), cfg.dead_letter_topic.as_str()]
+        .into_iter()
+        .map(|name| {
+            NewTopic::new(
+                name,
+                cfg.partitions,
+                TopicReplication::Fixed(cfg.replication_factor),
+            )
+            .set("retention.ms", &retention)
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(topics.iter(), &opts)
+        .await
+        .map_err(|source| KafkaSetupError::Admin {
+            servers: cfg.bootstrap_servers.clone(),
+            source,
+        })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(KafkaSetupError::CreateTopic { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+/// librdkafka's in-process mock cluster: real Kafka protocol, producer, consumer group
+/// and commits, no broker process. Keep it alive as long as the pipeline runs.
+pub struct EmbeddedKafka {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl EmbeddedKafka {
+    /// Starts a one-broker mock cluster with the config's topics, and returns it with a
+    /// copy of `cfg` pointing at it.
+    pub fn start(cfg: &KafkaConfig) -> Result<(Self, KafkaConfig), KafkaSetupError> {
+        let cluster = MockCluster::new(1).map_err(|source| KafkaSetupError::Client {
+            client: "mock cluster",
+            source,
+        })?;
+        for topic in [&cfg.topic, &cfg.dead_letter_topic] {
+            cluster
+                .create_topic(topic, cfg.partitions, 1)
+                .map_err(|source| KafkaSetupError::Client {
+                    client: "mock topic",
+                    source,
+                })?;
+        }
+        let mut pointed = cfg.clone();
+        pointed.bootstrap_servers = cluster.bootstrap_servers();
+        pointed.replication_factor = 1;
+        Ok((Self { cluster }, pointed))
+    }
+
+    /// The mock cluster's `bootstrap.servers`.
+    pub fn bootstrap_servers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+}
+
+/// Reads a group's committed offsets and a topic's end offsets from the brokers, without
+/// joining the group. Its calls block: run them off the actor threads.
+pub struct OffsetProbe {
+    consumer: BaseConsumer,
+    topic: String,
+}
+
+impl OffsetProbe {
+    /// A probe for the config's topic and consumer group.
+    pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaSetupError> {
+        let consumer = cfg
+            .client_config()
+            .set("group.id", &cfg.consumer_group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|source| KafkaSetupError::Client {
+                client: "offset probe",
+                source,
+            })?;
+        Ok(Self {
+            consumer,
+            topic: cfg.topic.clone(),
+        })
+    }
+
+    fn partitions(&self) -> KafkaResult<Vec<i32>> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect())
+    }
+
+    /// One past the last offset of each partition of the topic.
+    pub fn end_offsets(&self) -> KafkaResult<BTreeMap<i32, i64>> {
+        let mut out = BTreeMap::new();
+        for p in self.partitions()? {
+            let (_, high) = self
+                .consumer
+                .fetch_watermarks(&self.topic, p, PROBE_TIMEOUT)?;
+            out.insert(p, high);
+        }
+        Ok(out)
+    }
+
+    /// The group's committed offset of each partition (absent when none was committed).
+    pub fn committed(&self) -> KafkaResult<BTreeMap<i32, i64>> {
+        let mut tpl = TopicPartitionList::new();
+        for p in self.partitions()? {
+            tpl.add_partition(&self.topic, p);
+        }
+        let committed = self.consumer.committed_offsets(tpl, PROBE_TIMEOUT)?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Kafka's murmur2 hash (as in the Java client), used to check and to predict which
+/// partition a key goes to.
+pub fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    const SEED: u32 = 0x9747_b28c;
+    let mut h: u32 = SEED ^ (data.len() as u32);
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = chunks.remainder();
+    if tail.len() >= 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+/// The partition the Java client's default partitioner picks for a key.
+pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) % partitions as u32) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_the_java_client() {
+        // Vectors from the Java client's UtilsTest.
+        assert_eq!(murmur2(b"21") as i32, -973_932_308);
+        assert_eq!(murmur2(b"foobar") as i32, -790_332_482);
+        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985_981_536);
+        assert_eq!(
+            murmur2(b"a-little-bit-longer-string") as i32,
+            -1_486_304_829
+        );
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+            -58_897_971
+        );
+        assert_eq!(murmur2(b"abc") as i32, 479_470_107);
+    }
+}

@@ -1,0 +1,131 @@
+//! The Publisher: one idempotent Kafka producer (acks=all, murmur2 partitioner, key =
+//! symbol) shared by every Fetcher. It answers a [`PublishBars`] only once Kafka has
+//! acknowledged every message, so a Fetcher's cursor never runs ahead of Kafka.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::future::join_all;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use slog::{debug, info, Logger};
+
+use crate::lifeline::Lifeline;
+use crate::messages::{Delivered, PublishBars, PublishReceipt, Stop};
+use crate::record::BarMessage;
+
+/// How long a full producer queue may delay a send before it fails.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long stopping waits for queued messages to be delivered.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a publish failed; the Fetcher keeps its cursor and retries next cycle.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublisherError {
+    /// Kafka did not acknowledge a message.
+    #[error("Kafka did not confirm the bar of {symbol} at {datetime}: {source}")]
+    Delivery {
+        /// The bar's symbol.
+        symbol: String,
+        /// The bar's datetime.
+        datetime: String,
+        /// librdkafka's error.
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// Publishes bars to the topic.
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+    log: Logger,
+    lifeline: Option<Lifeline>,
+}
+
+impl Publisher {
+    /// A publisher writing to `topic` through `producer` (see [`crate::kafka::producer`]).
+    pub fn new(producer: FutureProducer, topic: impl Into<String>, log: Logger) -> Self {
+        Self {
+            producer,
+            topic: topic.into(),
+            log,
+            lifeline: None,
+        }
+    }
+
+    /// Reports this actor's end to a supervisor.
+    pub fn with_lifeline(mut self, lifeline: Lifeline) -> Self {
+        self.lifeline = Some(lifeline);
+        self
+    }
+}
+
+impl Actor for Publisher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        info!(self.log, "Publisher started."; "topic" => &self.topic);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+            slog::warn!(self.log, "Some messages were not confirmed before the producer stopped; their Fetchers will publish them again."; "error" => %e);
+        }
+        if let Some(l) = self.lifeline.as_mut() {
+            l.stopped_cleanly();
+        }
+    }
+}
+
+impl Handler<PublishBars> for Publisher {
+    type Result = ResponseFuture<Result<PublishReceipt, PublisherError>>;
+
+    /// Sends every bar (in order) and resolves once all are acknowledged.
+    fn handle(&mut self, msg: PublishBars, _ctx: &mut Self::Context) -> Self::Result {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        let log = self.log.clone();
+        Box::pin(async move {
+            let messages: Vec<BarMessage> = msg
+                .bars
+                .iter()
+                .map(|bar| BarMessage::new(bar, msg.fetched_at, &msg.source))
+                .collect();
+            let payloads: Vec<Vec<u8>> = messages.iter().map(BarMessage::to_bytes).collect();
+            let sends = messages.iter().zip(&payloads).map(|(m, payload)| {
+                producer.send(
+                    FutureRecord::to(&topic)
+                        .key(m.symbol.as_bytes())
+                        .payload(payload),
+                    QUEUE_TIMEOUT,
+                )
+            });
+            let mut receipt = PublishReceipt::default();
+            for (result, m) in join_all(sends).await.into_iter().zip(&messages) {
+                let delivery = result.map_err(|(source, _)| PublisherError::Delivery {
+                    symbol: m.symbol.clone(),
+                    datetime: m.datetime.clone(),
+                    source,
+                })?;
+                receipt.delivered.push(Delivered {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                });
+            }
+            debug!(log, "Bars confirmed by Kafka."; "count" => receipt.delivered.len());
+            Ok(receipt)
+        })
+    }
+}
+
+impl Handler<Stop> for Publisher {
+    type Result = ();
+
+    /// Flushes and stops.
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,133 @@
+//! The consumer's callbacks and its polling thread.
+//!
+//! librdkafka calls the rebalance callback from inside `poll`, so polling runs on a
+//! thread of its own: on a revoke it can block until the KafkaReader (on its actix
+//! thread, still free to receive the S3Writer's acks) has drained and committed the
+//! revoked partitions — delivery rule 6 — without stalling the actors.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix::prelude::*;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message as _;
+use rdkafka::{ClientContext, TopicPartitionList};
+use slog::{info, warn, Logger};
+
+use super::ledger::OwnedRecord;
+use super::KafkaReader;
+
+/// Records arrived from Kafka.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(super) struct Consumed(pub OwnedRecord);
+
+/// Partitions were assigned to this member.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(super) struct PartitionsAssigned(pub Vec<i32>);
+
+/// Partitions are being taken away; answered once they are drained and committed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(super) struct PartitionsRevoked(pub Vec<i32>);
+
+/// Consumer callbacks, forwarding group events to the reader.
+pub struct ReaderContext {
+    reader: Arc<Mutex<Option<Addr<KafkaReader>>>>,
+    closing: Arc<AtomicBool>,
+    topic: String,
+    log: Logger,
+}
+
+impl ReaderContext {
+    pub(super) fn new(closing: Arc<AtomicBool>, topic: String, log: Logger) -> Self {
+        Self {
+            reader: Arc::new(Mutex::new(None)),
+            closing,
+            topic,
+            log,
+        }
+    }
+
+    pub(super) fn attach(&self, reader: Addr<KafkaReader>) {
+        if let Ok(mut slot) = self.reader.lock() {
+            *slot = Some(reader);
+        }
+    }
+
+    fn reader(&self) -> Option<Addr<KafkaReader>> {
+        self.reader.lock().ok().and_then(|r| r.clone())
+    }
+
+    fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect()
+    }
+}
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        warn!(self.log, "Kafka client error."; "error" => %error, "reason" => reason);
+    }
+}
+
+impl ConsumerContext for ReaderContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // While closing, the reader has already committed and is gone or going.
+        if self.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        if let (Rebalance::Revoke(tpl), Some(reader)) = (rebalance, self.reader()) {
+            let partitions = self.partitions(tpl);
+            info!(self.log, "Partitions revoked; draining them before letting go."; "partitions" => ?partitions);
+            // The reader bounds the wait itself (writer.drain_timeout_ms).
+            let _ = futures::executor::block_on(reader.send(PartitionsRevoked(partitions)));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match (rebalance, self.reader()) {
+            (Rebalance::Assign(tpl), Some(reader)) => {
+                reader.do_send(PartitionsAssigned(self.partitions(tpl)))
+            }
+            (Rebalance::Error(e), _) => warn!(self.log, "Rebalance failed."; "error" => %e),
+            _ => {}
+        }
+    }
+}
+
+/// Polls the consumer and forwards records to the reader until `closing` is set or the
+/// reader is gone; then releases its handle on the consumer (the last handle closes it,
+/// leaving the group).
+pub(super) fn spawn_poller(
+    consumer: Arc<BaseConsumer<ReaderContext>>,
+    reader: Addr<KafkaReader>,
+    closing: Arc<AtomicBool>,
+    log: Logger,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("egx-kafka-poll".into()).spawn(move || {
+        while !closing.load(Ordering::SeqCst) {
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => reader.do_send(Consumed(OwnedRecord {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                })),
+                Some(Err(e)) => warn!(log, "Kafka poll error."; "error" => %e),
+            }
+            if !reader.connected() {
+                warn!(log, "KafkaReader is gone; closing its consumer (uncommitted records will be re-consumed).");
+                break;
+            }
+        }
+        closing.store(true, Ordering::SeqCst);
+        drop(consumer);
+    })
+}

@@ -1,0 +1,174 @@
+//! Per-partition bookkeeping of the KafkaReader: which offsets are with the writer,
+//! which wait their turn, and the commit watermark.
+//!
+//! W (the watermark) is the lowest offset not yet durably written: the smallest offset
+//! still in flight, or one past the last dispatched offset when nothing is in flight.
+//! Only W is ever committed, so a failed or slow write holds the partition's commit
+//! back however many later offsets succeed.
+
+use std::collections::{BTreeSet, VecDeque};
+
+/// A record taken from Kafka, owned so it can wait in a backlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Message key.
+    pub key: Option<Vec<u8>>,
+    /// Message payload.
+    pub payload: Option<Vec<u8>>,
+}
+
+/// State of one assigned partition.
+#[derive(Debug)]
+pub struct PartitionLedger {
+    /// Assignment epoch: acks carrying another epoch are stale and dropped.
+    pub epoch: u64,
+    in_flight: BTreeSet<i64>,
+    next: Option<i64>,
+    committed: Option<i64>,
+    backlog: VecDeque<OwnedRecord>,
+    /// True while the partition is paused at the consumer.
+    pub paused: bool,
+    /// True once a revoke started: nothing more is dispatched.
+    pub revoking: bool,
+}
+
+impl PartitionLedger {
+    /// A fresh ledger for an assignment.
+    pub fn new(epoch: u64) -> Self {
+        Self {
+            epoch,
+            in_flight: BTreeSet::new(),
+            next: None,
+            committed: None,
+            backlog: VecDeque::new(),
+            paused: false,
+            revoking: false,
+        }
+    }
+
+    /// Lowest offset not yet durably written, if anything was dispatched.
+    pub fn watermark(&self) -> Option<i64> {
+        self.in_flight.first().copied().or(self.next)
+    }
+
+    /// Records in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Records waiting for a free slot.
+    pub fn backlog_len(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Marks an offset as handed to the writer.
+    pub fn dispatched(&mut self, offset: i64) {
+        self.in_flight.insert(offset);
+        self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
+    }
+
+    /// Marks an offset as durably written; false if it was not in flight.
+    pub fn written(&mut self, offset: i64) -> bool {
+        self.in_flight.remove(&offset)
+    }
+
+    /// Queues a record until a slot frees up.
+    pub fn defer(&mut self, record: OwnedRecord) {
+        self.backlog.push_back(record);
+    }
+
+    /// Takes the next deferred record if a slot is free under `limit`.
+    pub fn next_ready(&mut self, limit: usize) -> Option<OwnedRecord> {
+        if self.in_flight.len() < limit {
+            self.backlog.pop_front()
+        } else {
+            None
+        }
+    }
+
+    /// Drops deferred records (they were never written, so they will be re-consumed).
+    pub fn clear_backlog(&mut self) {
+        self.backlog.clear();
+    }
+
+    /// The offset to commit, if the watermark moved past the last commit.
+    pub fn to_commit(&self) -> Option<i64> {
+        let w = self.watermark()?;
+        (self.committed.is_none_or(|c| w > c)).then_some(w)
+    }
+
+    /// Notes a successful commit.
+    pub fn committed(&mut self, offset: i64) {
+        self.committed = Some(offset);
+    }
+
+    /// The last committed offset.
+    pub fn last_committed(&self) -> Option<i64> {
+        self.committed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_holds_the_watermark_however_many_later_ones_succeed() {
+        let mut l = PartitionLedger::new(1);
+        for o in 10..20 {
+            l.dispatched(o);
+        }
+        for o in 11..20 {
+            assert!(l.written(o));
+        }
+        assert_eq!(l.watermark(), Some(10));
+        assert_eq!(l.to_commit(), Some(10));
+        l.committed(10);
+        assert_eq!(l.to_commit(), None);
+        assert!(l.written(10));
+        assert_eq!(l.watermark(), Some(20));
+        assert_eq!(l.to_commit(), Some(20));
+    }
+
+    #[test]
+    fn gaps_in_offsets_do_not_stall_the_watermark() {
+        let mut l = PartitionLedger::new(1);
+        l.dispatched(5);
+        l.dispatched(9); // 6..8 were compacted away or are transaction markers
+        l.written(9);
+        assert_eq!(l.watermark(), Some(5));
+        l.written(5);
+        assert_eq!(l.watermark(), Some(10));
+        assert!(!l.written(5), "a second ack of the same offset is ignored");
+    }
+
+    #[test]
+    fn backlog_releases_only_into_free_slots() {
+        let mut l = PartitionLedger::new(1);
+        let rec = |o| OwnedRecord {
+            partition: 0,
+            offset: o,
+            key: None,
+            payload: None,
+        };
+        l.dispatched(0);
+        l.defer(rec(1));
+        assert_eq!(l.next_ready(1), None);
+        l.written(0);
+        assert_eq!(l.next_ready(1), Some(rec(1)));
+        assert_eq!(
+            l.watermark(),
+            Some(1),
+            "deferred records are not past the watermark"
+        );
+    }
+
+    #[test]
+    fn nothing_dispatched_means_nothing_to_commit() {
+        assert_eq!(PartitionLedger::new(1).to_commit(), None);
+    }
+}

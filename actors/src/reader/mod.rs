@@ -1,0 +1,454 @@
+//! The KafkaReader: a consumer-group member that hands records to the S3Writer and
+//! commits, per partition, only the watermark below which everything is durably written.
+//!
+//! - Bounded in-flight records per partition; at the limit the partition is paused at
+//!   the consumer (which keeps polling, so the member is not evicted) and resumed when
+//!   writes complete.
+//! - Acks carry the partition's assignment epoch; acks for partitions this member no
+//!   longer owns are dropped.
+//! - On revoke and on [`Drain`]: stop dispatching, wait (bounded) for in-flight writes,
+//!   commit synchronously, let go.
+//! - If the S3Writer disappears, the reader stops too: its supervisor restarts the pair,
+//!   and the new consumer resumes from the committed offsets.
+
+mod context;
+mod ledger;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix::prelude::*;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use slog::{debug, error, info, warn, Logger};
+use tokio::sync::oneshot;
+
+pub use context::ReaderContext;
+pub use ledger::{OwnedRecord, PartitionLedger};
+
+use context::{Consumed, PartitionsAssigned, PartitionsRevoked};
+
+use crate::config::{ChaosConfig, KafkaConfig, WriterConfig};
+use crate::kafka::consumer_config;
+use crate::lifeline::Lifeline;
+use crate::messages::{
+    Drain, GetProgress, ReaderProgress, RecordWritten, WriteOutcome, WriteRecord,
+};
+
+/// Mailbox size: the in-flight limits bound what is queued, this only has to exceed them.
+const MAILBOX_CAPACITY: usize = 65_536;
+
+/// Errors starting a reader.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReaderError {
+    /// The consumer could not be created or subscribed.
+    #[error("cannot start the Kafka consumer for topic {topic:?}: {source}")]
+    Consumer {
+        /// The topic.
+        topic: String,
+        /// librdkafka's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The polling thread could not be spawned.
+    #[error("cannot spawn the Kafka polling thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Everything a KafkaReader needs.
+#[derive(Clone)]
+pub struct ReaderSpec {
+    /// Cluster, topic and group.
+    pub kafka: KafkaConfig,
+    /// Limits (in-flight, commit interval, drain bound).
+    pub writer: WriterConfig,
+    /// Who writes the records.
+    pub sink: Recipient<WriteRecord>,
+    /// Probability of an injected panic per record (tests only; 0 in production).
+    pub panic_rate: f64,
+    /// Logger.
+    pub log: Logger,
+}
+
+/// Waits for partitions to have nothing in flight.
+struct DrainWaiter {
+    partitions: Vec<i32>,
+    done: oneshot::Sender<()>,
+}
+
+/// Reads the topic and commits only what is written.
+pub struct KafkaReader {
+    spec: ReaderSpec,
+    consumer: Option<Arc<BaseConsumer<ReaderContext>>>,
+    poller: Option<JoinHandle<()>>,
+    closing: Arc<AtomicBool>,
+    ledgers: BTreeMap<i32, PartitionLedger>,
+    next_epoch: u64,
+    draining: bool,
+    waiters: Vec<DrainWaiter>,
+    progress: ReaderProgress,
+    lifeline: Option<Lifeline>,
+}
+
+impl KafkaReader {
+    /// Creates the consumer, subscribes, and starts the reader (and its polling thread).
+    pub fn start(spec: ReaderSpec, lifeline: Option<Lifeline>) -> Result<Addr<Self>, ReaderError> {
+        let closing = Arc::new(AtomicBool::new(false));
+        let topic = spec.kafka.topic.clone();
+        let context = ReaderContext::new(closing.clone(), topic.clone(), spec.log.clone());
+        let consumer: BaseConsumer<ReaderContext> = consumer_config(&spec.kafka)
+            .create_with_context(context)
+            .map_err(|source| ReaderError::Consumer {
+                topic: topic.clone(),
+                source,
+            })?;
+        consumer
+            .subscribe(&[&topic])
+            .map_err(|source| ReaderError::Consumer {
+                topic: topic.clone(),
+                source,
+            })?;
+        let consumer = Arc::new(consumer);
+        let reader = Self {
+            spec: spec.clone(),
+            consumer: Some(consumer.clone()),
+            poller: None,
+            closing: closing.clone(),
+            ledgers: BTreeMap::new(),
+            next_epoch: 1,
+            draining: false,
+            waiters: Vec::new(),
+            progress: ReaderProgress::default(),
+            lifeline,
+        };
+        let poll_consumer = consumer.clone();
+        let addr = Self::create(move |ctx| {
+            let addr = ctx.address();
+            consumer.context().attach(addr.clone());
+            let poller = context::spawn_poller(poll_consumer, addr, closing, spec.log.clone());
+            match poller {
+                Ok(handle) => Self {
+                    poller: Some(handle),
+                    ..reader
+                },
+                Err(e) => {
+                    error!(spec.log, "Cannot spawn the Kafka polling thread; the reader stops."; "error" => %e);
+                    ctx.stop();
+                    reader
+                }
+            }
+        });
+        Ok(addr)
+    }
+
+    /// Stops polling, closes the consumer (leaving the group) and waits until it is closed.
+    fn release_consumer(&mut self) -> impl std::future::Future<Output = ()> + 'static {
+        self.closing.store(true, Ordering::SeqCst);
+        let (poller, consumer) = (self.poller.take(), self.consumer.take());
+        async move {
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(p) = poller {
+                    let _ = p.join();
+                }
+                drop(consumer);
+            })
+            .await;
+        }
+    }
+
+    fn tpl(&self, offsets: &[(i32, Option<i64>)]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (p, offset) in offsets {
+            let mut entry = tpl.add_partition(&self.spec.kafka.topic, *p);
+            if let Some(o) = offset {
+                let _ = entry.set_offset(Offset::Offset(*o));
+            }
+        }
+        tpl
+    }
+
+    /// Commits the watermark of the given partitions (all when `None`).
+    fn commit(&mut self, only: Option<&[i32]>, mode: CommitMode) {
+        let due: Vec<(i32, i64)> = self
+            .ledgers
+            .iter()
+            .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
+            .filter_map(|(p, l)| l.to_commit().map(|o| (*p, o)))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let tpl = self.tpl(&due.iter().map(|(p, o)| (*p, Some(*o))).collect::<Vec<_>>());
+        let Some(consumer) = &self.consumer else {
+            return;
+        };
+        match consumer.commit(&tpl, mode) {
+            Ok(()) => {
+                for (p, o) in due {
+                    if let Some(l) = self.ledgers.get_mut(&p) {
+                        l.committed(o);
+                    }
+                    self.progress.committed.insert(p, o);
+                    debug!(self.spec.log, "Committed."; "partition" => p, "offset" => o);
+                }
+            }
+            Err(e) => {
+                warn!(self.spec.log, "Commit failed; it is retried with the next one."; "error" => %e)
+            }
+        }
+    }
+
+    fn dispatch(&mut self, record: OwnedRecord, ctx: &mut Context<Self>) {
+        let Some(ledger) = self.ledgers.get_mut(&record.partition) else {
+            return;
+        };
+        ledger.dispatched(record.offset);
+        let (partition, offset, epoch) = (record.partition, record.offset, ledger.epoch);
+        let request = WriteRecord {
+            partition,
+            offset,
+            epoch,
+            key: record.key,
+            payload: record.payload,
+        };
+        let send = self.spec.sink.send(request);
+        ctx.spawn(send.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(written) => act.on_written(written, ctx),
+            Err(e) => {
+                error!(act.spec.log, "The S3Writer is gone; stopping so the pair restarts from the committed offsets."; "partition" => partition, "offset" => offset, "error" => %e);
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn set_paused(&mut self, partition: i32, pause: bool) {
+        let tpl = self.tpl(&[(partition, None)]);
+        let Some(consumer) = &self.consumer else {
+            return;
+        };
+        let result = if pause {
+            consumer.pause(&tpl)
+        } else {
+            consumer.resume(&tpl)
+        };
+        match result {
+            Ok(()) => {
+                if let Some(l) = self.ledgers.get_mut(&partition) {
+                    l.paused = pause;
+                }
+                debug!(self.spec.log, "Partition pause state changed (paused at the in-flight limit, resumed when writes complete)."; "partition" => partition, "paused" => pause);
+            }
+            Err(e) => {
+                warn!(self.spec.log, "Pause/resume failed."; "partition" => partition, "error" => %e)
+            }
+        }
+    }
+
+    fn on_written(&mut self, written: RecordWritten, ctx: &mut Context<Self>) {
+        let limit = self.spec.writer.max_in_flight_per_partition;
+        let Some(ledger) = self
+            .ledgers
+            .get_mut(&written.partition)
+            .filter(|l| l.epoch == written.epoch)
+        else {
+            debug!(self.spec.log, "Dropped an ack for a partition no longer owned."; "partition" => written.partition, "offset" => written.offset);
+            return;
+        };
+        if !ledger.written(written.offset) {
+            return;
+        }
+        match written.outcome {
+            WriteOutcome::Stored(_) => self.progress.stored += 1,
+            WriteOutcome::DeadLettered(_) => self.progress.dead_lettered += 1,
+        }
+        let mut ready = Vec::new();
+        while let Some(next) = ledger.next_ready(limit) {
+            ledger.dispatched(next.offset);
+            ready.push(next);
+        }
+        let resume = ledger.paused && ledger.backlog_len() == 0 && ledger.in_flight() < limit;
+        for record in ready {
+            // `dispatch` marks it again: harmless (a set), and keeps one code path.
+            self.dispatch(record, ctx);
+        }
+        if resume {
+            self.set_paused(written.partition, false);
+        }
+        self.wake_waiters();
+    }
+
+    fn idle(&self, partitions: &[i32]) -> bool {
+        partitions
+            .iter()
+            .all(|p| self.ledgers.get(p).is_none_or(|l| l.in_flight() == 0))
+    }
+
+    fn wake_waiters(&mut self) {
+        let waiters = std::mem::take(&mut self.waiters);
+        for w in waiters {
+            if self.idle(&w.partitions) {
+                let _ = w.done.send(());
+            } else {
+                self.waiters.push(w);
+            }
+        }
+    }
+
+    /// Resolves once `partitions` have nothing in flight or the drain bound passed.
+    fn wait_idle(
+        &mut self,
+        partitions: Vec<i32>,
+    ) -> impl std::future::Future<Output = bool> + 'static {
+        let (done, rx) = oneshot::channel();
+        if self.idle(&partitions) {
+            let _ = done.send(());
+        } else {
+            self.waiters.push(DrainWaiter { partitions, done });
+        }
+        let bound = self.spec.writer.drain_timeout();
+        async move { tokio::time::timeout(bound, rx).await.is_ok() }
+    }
+}
+
+impl Actor for KafkaReader {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        info!(self.spec.log, "KafkaReader started."; "topic" => &self.spec.kafka.topic, "group" => &self.spec.kafka.consumer_group);
+        let every = Duration::from_millis(self.spec.writer.commit_interval_ms);
+        ctx.run_interval(every, |act, _| act.commit(None, CommitMode::Async));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.commit(None, CommitMode::Sync);
+        self.closing.store(true, Ordering::SeqCst);
+        info!(self.spec.log, "KafkaReader stopped."; "committed" => ?self.progress.committed);
+        if let Some(l) = self.lifeline.as_mut() {
+            l.stopped_cleanly();
+        }
+    }
+}
+
+impl Handler<Consumed> for KafkaReader {
+    type Result = ();
+
+    /// Dispatches a record, or defers it and pauses the partition at the in-flight limit.
+    fn handle(&mut self, Consumed(record): Consumed, ctx: &mut Self::Context) {
+        if ChaosConfig::roll(self.spec.panic_rate) {
+            panic!(
+                "chaos: injected KafkaReader panic at partition {} offset {}",
+                record.partition, record.offset
+            );
+        }
+        self.progress.consumed += 1;
+        let limit = self.spec.writer.max_in_flight_per_partition;
+        let draining = self.draining;
+        let Some(ledger) = self.ledgers.get_mut(&record.partition) else {
+            debug!(self.spec.log, "Record of an unassigned partition dropped; its owner will read it."; "partition" => record.partition, "offset" => record.offset);
+            return;
+        };
+        if draining || ledger.revoking {
+            return;
+        }
+        if ledger.in_flight() >= limit || ledger.backlog_len() > 0 {
+            let partition = record.partition;
+            let pause = !ledger.paused;
+            ledger.defer(record);
+            if pause {
+                self.set_paused(partition, true);
+            }
+            return;
+        }
+        self.dispatch(record, ctx);
+    }
+}
+
+impl Handler<PartitionsAssigned> for KafkaReader {
+    type Result = ();
+
+    /// Opens a ledger with a new epoch for each partition.
+    fn handle(
+        &mut self,
+        PartitionsAssigned(partitions): PartitionsAssigned,
+        _ctx: &mut Self::Context,
+    ) {
+        for p in &partitions {
+            self.ledgers
+                .insert(*p, PartitionLedger::new(self.next_epoch));
+            self.next_epoch += 1;
+        }
+        info!(self.spec.log, "Partitions assigned."; "partitions" => ?partitions);
+    }
+}
+
+impl Handler<PartitionsRevoked> for KafkaReader {
+    type Result = ResponseActFuture<Self, ()>;
+
+    /// Stops dispatching the partitions, waits for their writes, commits, forgets them.
+    fn handle(
+        &mut self,
+        PartitionsRevoked(partitions): PartitionsRevoked,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
+        for p in &partitions {
+            if let Some(l) = self.ledgers.get_mut(p) {
+                l.revoking = true;
+                l.clear_backlog();
+            }
+        }
+        let wait = self.wait_idle(partitions.clone());
+        Box::pin(wait.into_actor(self).map(move |drained, act, _| {
+            if !drained {
+                warn!(act.spec.log, "Revoke drain timed out; committing what is written."; "partitions" => ?partitions);
+            }
+            act.commit(Some(&partitions), CommitMode::Sync);
+            for p in &partitions {
+                act.ledgers.remove(p);
+            }
+        }))
+    }
+}
+
+impl Handler<GetProgress> for KafkaReader {
+    type Result = MessageResult<GetProgress>;
+
+    fn handle(&mut self, _: GetProgress, _ctx: &mut Self::Context) -> Self::Result {
+        let mut progress = self.progress.clone();
+        progress.written_watermark = self
+            .ledgers
+            .iter()
+            .filter_map(|(p, l)| l.watermark().map(|w| (*p, w)))
+            .collect();
+        MessageResult(progress)
+    }
+}
+
+impl Handler<Drain> for KafkaReader {
+    type Result = ResponseActFuture<Self, ()>;
+
+    /// Graceful stop: no new dispatches, bounded wait for in-flight writes, sync commit.
+    fn handle(&mut self, _: Drain, _ctx: &mut Self::Context) -> Self::Result {
+        self.draining = true;
+        for l in self.ledgers.values_mut() {
+            l.clear_backlog();
+        }
+        let all: Vec<i32> = self.ledgers.keys().copied().collect();
+        let wait = self.wait_idle(all);
+        Box::pin(
+            wait.into_actor(self)
+                .then(|drained, act, _| {
+                    if !drained {
+                        warn!(act.spec.log, "Shutdown drain timed out; committing what is written (the rest is re-read on restart).");
+                    }
+                    act.commit(None, CommitMode::Sync);
+                    act.release_consumer().into_actor(act)
+                })
+                .map(|(), _, ctx| ctx.stop()),
+        )
+    }
+}

@@ -1,0 +1,99 @@
+//! A local directory as an object store: same keys as S3, atomic writes by writing a
+//! temporary file in the target directory, syncing it, and renaming it into place.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use super::{ObjectSink, PutOutcome, SinkError};
+use crate::key::ObjectKey;
+
+/// Writes objects as files below a directory.
+#[derive(Debug, Clone)]
+pub struct LocalDirSink {
+    root: PathBuf,
+}
+
+impl LocalDirSink {
+    /// A sink writing below `root`.
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    fn put_blocking(root: &Path, key: &ObjectKey, body: &[u8]) -> Result<PutOutcome, SinkError> {
+        // Keys are validated relative paths without `..` (see `KeyTemplate`), so joining
+        // them cannot leave the root.
+        let path = root.join(key.as_str());
+        let err = |operation, e: std::io::Error| SinkError {
+            operation,
+            target: path.display().to_string(),
+            detail: e.to_string(),
+        };
+        let existing = match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(err("read", e)),
+        };
+        if existing.as_deref() == Some(body) {
+            return Ok(PutOutcome::Unchanged);
+        }
+        let dir = path.parent().unwrap_or(root);
+        std::fs::create_dir_all(dir).map_err(|e| err("create directory", e))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".egx-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(|e| err("create temporary file", e))?;
+        tmp.write_all(body).map_err(|e| err("write", e))?;
+        tmp.as_file().sync_all().map_err(|e| err("sync", e))?;
+        tmp.persist(&path).map_err(|e| err("rename", e.error))?;
+        Ok(if existing.is_some() {
+            PutOutcome::Replaced
+        } else {
+            PutOutcome::Created
+        })
+    }
+}
+
+impl ObjectSink for LocalDirSink {
+    fn prepare(&self) -> BoxFuture<'static, Result<(), SinkError>> {
+        let root = self.root.clone();
+        async move {
+            tokio::fs::create_dir_all(&root)
+                .await
+                .map_err(|e| SinkError {
+                    operation: "create directory",
+                    target: root.display().to_string(),
+                    detail: e.to_string(),
+                })
+        }
+        .boxed()
+    }
+
+    fn put(
+        &self,
+        key: ObjectKey,
+        body: Vec<u8>,
+    ) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
+        let root = self.root.clone();
+        async move {
+            let target = key.to_string();
+            tokio::task::spawn_blocking(move || Self::put_blocking(&root, &key, &body))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(SinkError {
+                        operation: "PUT",
+                        target,
+                        detail: e.to_string(),
+                    })
+                })
+        }
+        .boxed()
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+}

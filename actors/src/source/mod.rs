@@ -1,0 +1,59 @@
+//! Where bars come from. A [`Source`] answers "the latest bars of this symbol"; the
+//! Fetchers call it on their schedule. Real feeds implement the same trait.
+
+mod synthetic;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::future::BoxFuture;
+
+pub use synthetic::SyntheticSource;
+
+use crate::market::{Bar, Interval, Symbol};
+
+/// A clock, passed in so that sources and schedules can be tested at any instant.
+pub type Clock = std::sync::Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    std::sync::Arc::new(Utc::now)
+}
+
+/// What a Fetcher asks its source for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// The instrument.
+    pub symbol: Symbol,
+    /// Exchange code (`EGX`).
+    pub exchange: String,
+    /// Bar interval.
+    pub interval: Interval,
+    /// How many of the latest bars.
+    pub n_bars: usize,
+    /// Only bars on or after this trading date.
+    pub start_date: Option<NaiveDate>,
+    /// Only bars on or before this trading date.
+    pub end_date: Option<NaiveDate>,
+}
+
+/// A failed fetch, reported per symbol; the Fetcher retries on its next cycle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// The source does not know the symbol.
+    #[error("unknown symbol {0}")]
+    UnknownSymbol(String),
+    /// The source cannot serve this interval.
+    #[error("interval {0} is not available from this source")]
+    Interval(String),
+    /// Network or protocol trouble; worth retrying.
+    #[error("source unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A market data source.
+pub trait Source: Send + Sync + 'static {
+    /// Short name written into every message (`synthetic`, `tradingview`, `csv`).
+    fn name(&self) -> &str;
+    /// The latest bars for a request, oldest first.
+    fn fetch(&self, request: FetchRequest) -> BoxFuture<'static, Result<Vec<Bar>, SourceError>>;
+}

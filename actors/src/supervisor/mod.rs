@@ -1,0 +1,624 @@
+//! The Supervisor: starts the pipeline's actors, watches them through their
+//! [`Lifeline`]s, restarts crashed ones with backoff, and gives up — ending the pipeline
+//! with [`PipelineExit::GaveUp`] — after too many restarts in a window, so that an outer
+//! supervisor (systemd, Kubernetes) sees the failure. It owns the symbol registry
+//! ([`AddSymbol`], [`RemoveSymbol`]).
+//!
+//! The KafkaReader and S3Writer restart as a pair: the new reader's consumer resumes
+//! from the committed offsets, so whatever the old pair had in flight is re-delivered.
+
+mod completion;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rdkafka::producer::FutureProducer;
+use slog::{error, info, warn, Logger};
+use tokio::sync::oneshot;
+
+pub use completion::Completion;
+
+use crate::config::{
+    ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, SinkConfig, SupervisorConfig, WriterConfig,
+};
+use crate::fetcher::{CursorStore, Fetcher, FetcherSpec};
+use crate::kafka::{self, KafkaSetupError, OffsetProbe};
+use crate::key::KeyTemplate;
+use crate::lifeline::{ChildExited, ChildId, Lifeline};
+use crate::market::Symbol;
+use crate::messages::{
+    AddSymbol, Drain, FetchCompleted, GetProgress, ListSymbols, ReaderProgress, RemoveSymbol, Stop,
+};
+use crate::publisher::Publisher;
+use crate::reader::{KafkaReader, ReaderSpec};
+use crate::retry::Backoff;
+use crate::sink::ObjectSink;
+use crate::source::{Clock, FetchRequest, Source};
+use crate::writer::{DeadLetters, S3Writer, WriterSpec};
+
+/// How often a `--once` run checks whether everything is committed.
+const COMPLETION_CHECK: Duration = Duration::from_millis(250);
+
+/// Errors of the supervisor's commands.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SupervisorError {
+    /// This pipeline has no produce side, so it runs no Fetchers.
+    #[error("this pipeline does not fetch (it was started without the produce side)")]
+    NotProducing,
+    /// The pipeline is shutting down.
+    #[error("the pipeline is shutting down")]
+    ShuttingDown,
+}
+
+/// Everything a pipeline needs; built by the binary or by an embedding app.
+#[derive(Clone)]
+pub struct PipelineSpec {
+    /// Kafka cluster, topics and group.
+    pub kafka: KafkaConfig,
+    /// Object store settings (prefix, key template, bucket…).
+    pub sink: SinkConfig,
+    /// Writer limits.
+    pub writer: WriterConfig,
+    /// What to fetch.
+    pub fetch: FetchConfig,
+    /// Restart policy.
+    pub supervisor: SupervisorConfig,
+    /// Fault injection (tests).
+    pub chaos: ChaosConfig,
+    /// Run the source→Kafka side.
+    pub produce: bool,
+    /// Run the Kafka→store side.
+    pub consume: bool,
+    /// Fetch once, wait until everything fetched is written and committed, then finish.
+    /// With only the consume side: read up to the topic's end as of start, then finish.
+    pub once: bool,
+    /// The data source.
+    pub source: Arc<dyn Source>,
+    /// The object store.
+    pub object_sink: Arc<dyn ObjectSink>,
+    /// Time source.
+    pub clock: Clock,
+    /// Logger.
+    pub log: Logger,
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineSummary {
+    /// Bars returned by the sources.
+    pub fetched: usize,
+    /// Messages confirmed by Kafka.
+    pub published: usize,
+    /// Fetch cycles that failed (`symbol: reason`).
+    pub fetch_failures: Vec<String>,
+    /// Reader counters of the last reader generation.
+    pub reader: ReaderProgress,
+    /// The group's committed offsets at the end.
+    pub committed: BTreeMap<i32, i64>,
+    /// Where objects went.
+    pub location: String,
+    /// Actor restarts during the run.
+    pub restarts: usize,
+}
+
+/// How a pipeline ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipelineExit {
+    /// Finished (after `--once` or a shutdown request).
+    Finished(PipelineSummary),
+    /// Too many restarts in the window.
+    GaveUp(String),
+    /// Could not start (Kafka, topics, bucket).
+    Failed(String),
+}
+
+/// Asks the pipeline to stop gracefully (stop fetching, drain, commit).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Starts, watches and restarts the pipeline's actors.
+pub struct Supervisor {
+    spec: PipelineSpec,
+    template: KeyTemplate,
+    producer: Option<FutureProducer>,
+    probe: Option<Arc<OffsetProbe>>,
+    generation: u64,
+    publisher: Option<(u64, Addr<Publisher>)>,
+    fetchers: BTreeMap<Symbol, (u64, Addr<Fetcher>)>,
+    wanted: BTreeSet<Symbol>,
+    pair: Option<(u64, Addr<KafkaReader>, Addr<S3Writer>)>,
+    cursors: CursorStore,
+    restarts: VecDeque<Instant>,
+    total_restarts: usize,
+    completion: Completion,
+    stopping: bool,
+    exit: Option<oneshot::Sender<PipelineExit>>,
+}
+
+impl Supervisor {
+    /// Starts a supervisor (inside a running actix system); the receiver resolves when the
+    /// pipeline ends.
+    pub fn start(
+        spec: PipelineSpec,
+    ) -> Result<(Addr<Self>, oneshot::Receiver<PipelineExit>), crate::config::ConfigError> {
+        let template = spec.sink.validate()?;
+        let (tx, rx) = oneshot::channel();
+        let wanted = spec.fetch.symbols.iter().cloned().collect();
+        let addr = Self {
+            spec,
+            template,
+            producer: None,
+            probe: None,
+            generation: 0,
+            publisher: None,
+            fetchers: BTreeMap::new(),
+            wanted,
+            pair: None,
+            cursors: CursorStore::default(),
+            restarts: VecDeque::new(),
+            total_restarts: 0,
+            completion: Completion::default(),
+            stopping: false,
+            exit: Some(tx),
+        }
+        .start();
+        Ok((addr, rx))
+    }
+
+    fn next_generation(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
+    }
+
+    fn lifeline(&self, id: ChildId, ctx: &Context<Self>) -> Lifeline {
+        Lifeline::new(id, ctx.address().recipient())
+    }
+
+    /// Topics, producer, bucket: everything that must exist before actors start.
+    fn prepare(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<(Option<FutureProducer>, Option<OffsetProbe>), String>,
+    > + 'static {
+        let spec = self.spec.clone();
+        async move {
+            if spec.kafka.mode == KafkaMode::External {
+                kafka::ensure_topics(&spec.kafka)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let producer =
+                kafka::producer(&spec.kafka).map_err(|e: KafkaSetupError| e.to_string())?;
+            if spec.consume {
+                spec.object_sink
+                    .prepare()
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let probe = if spec.once && spec.consume {
+                let probe = OffsetProbe::new(&spec.kafka).map_err(|e| e.to_string())?;
+                Some(probe)
+            } else {
+                None
+            };
+            Ok((Some(producer), probe))
+        }
+    }
+
+    fn start_children(&mut self, ctx: &mut Context<Self>) {
+        if self.spec.produce {
+            self.start_publisher(ctx);
+            for symbol in self.wanted.clone() {
+                if self.spec.once {
+                    self.completion.expect(symbol.clone());
+                }
+                self.start_fetcher(symbol, ctx);
+            }
+        }
+        if self.spec.consume {
+            self.start_pair(ctx);
+        }
+        if self.spec.once {
+            if self.spec.consume && !self.spec.produce {
+                self.require_topic_end(ctx);
+            }
+            ctx.run_interval(COMPLETION_CHECK, |act, ctx| act.check_completion(ctx));
+        }
+    }
+
+    fn start_publisher(&mut self, ctx: &mut Context<Self>) {
+        let Some(producer) = self.producer.clone() else {
+            return;
+        };
+        let gen = self.next_generation();
+        let publisher = Publisher::new(
+            producer,
+            self.spec.kafka.topic.clone(),
+            self.spec.log.clone(),
+        )
+        .with_lifeline(self.lifeline(ChildId::Publisher(gen), ctx))
+        .start();
+        self.publisher = Some((gen, publisher));
+    }
+
+    fn start_fetcher(&mut self, symbol: Symbol, ctx: &mut Context<Self>) {
+        let Some((_, publisher)) = &self.publisher else {
+            return;
+        };
+        let fetch = &self.spec.fetch;
+        let spec = FetcherSpec {
+            request: FetchRequest {
+                symbol: symbol.clone(),
+                exchange: fetch.exchange.clone(),
+                interval: fetch.interval,
+                n_bars: fetch.n_bars,
+                start_date: fetch.start_date,
+                end_date: fetch.end_date,
+            },
+            source: self.spec.source.clone(),
+            publisher: publisher.clone().recipient(),
+            poll_every: if self.spec.once {
+                None
+            } else {
+                fetch.poll_interval()
+            },
+            cursors: self.cursors.clone(),
+            events: Some(ctx.address().recipient()),
+            clock: self.spec.clock.clone(),
+            log: self.spec.log.new(slog::o!("symbol" => symbol.to_string())),
+        };
+        let gen = self.next_generation();
+        let lifeline = self.lifeline(ChildId::Fetcher(symbol.to_string(), gen), ctx);
+        let addr = Fetcher::new(spec).with_lifeline(lifeline).start();
+        if let Some((_, old)) = self.fetchers.insert(symbol, (gen, addr)) {
+            old.do_send(Stop);
+        }
+    }
+
+    fn start_pair(&mut self, ctx: &mut Context<Self>) {
+        let Some(producer) = self.producer.clone() else {
+            return;
+        };
+        let gen = self.next_generation();
+        let writer = S3Writer::new(WriterSpec {
+            sink: self.spec.object_sink.clone(),
+            template: self.template.clone(),
+            dead_letters: DeadLetters::new(
+                producer,
+                &self.spec.kafka.dead_letter_topic,
+                &self.spec.kafka.topic,
+            ),
+            config: self.spec.writer.clone(),
+            panic_rate: self.spec.chaos.writer_panic_rate,
+            log: self.spec.log.new(slog::o!("actor" => "S3Writer")),
+        })
+        .with_lifeline(self.lifeline(ChildId::Writer(gen), ctx))
+        .start();
+        let reader_spec = ReaderSpec {
+            kafka: self.spec.kafka.clone(),
+            writer: self.spec.writer.clone(),
+            sink: writer.clone().recipient(),
+            panic_rate: self.spec.chaos.reader_panic_rate,
+            log: self.spec.log.new(slog::o!("actor" => "KafkaReader")),
+        };
+        match KafkaReader::start(reader_spec, Some(self.lifeline(ChildId::Reader(gen), ctx))) {
+            Ok(reader) => self.pair = Some((gen, reader, writer)),
+            Err(e) => {
+                writer.do_send(Stop);
+                self.finish(PipelineExit::Failed(e.to_string()), ctx);
+            }
+        }
+    }
+
+    fn require_topic_end(&mut self, ctx: &mut Context<Self>) {
+        let Some(probe) = self.probe.clone() else {
+            return;
+        };
+        let fut = tokio::task::spawn_blocking(move || probe.end_offsets());
+        ctx.wait(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok(Ok(ends)) => {
+                for (p, end) in ends {
+                    act.completion.require(p, end);
+                }
+            }
+            Ok(Err(e)) => act.finish(
+                PipelineExit::Failed(format!("cannot read the topic's end offsets: {e}")),
+                ctx,
+            ),
+            Err(e) => act.finish(PipelineExit::Failed(e.to_string()), ctx),
+        }));
+    }
+
+    fn check_completion(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping || !self.completion.fetched_all() {
+            return;
+        }
+        let Some(probe) = self.probe.clone() else {
+            // Produce only: everything fetched is confirmed by Kafka.
+            self.shutdown(ctx);
+            return;
+        };
+        let fut = tokio::task::spawn_blocking(move || probe.committed());
+        ctx.wait(fut.into_actor(self).map(|result, act, ctx| {
+            if let Ok(Ok(committed)) = result {
+                if act.completion.written_all(&committed) {
+                    act.shutdown(ctx);
+                }
+            }
+        }));
+    }
+
+    /// Counts a restart; false when the budget is exhausted (the pipeline gives up).
+    fn allow_restart(&mut self, what: &str, ctx: &mut Context<Self>) -> Option<Duration> {
+        let window = Duration::from_secs(self.spec.supervisor.restart_window_secs);
+        let now = Instant::now();
+        self.restarts.push_back(now);
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.restarts.pop_front();
+        }
+        self.total_restarts += 1;
+        let recent = self.restarts.len();
+        if recent > self.spec.supervisor.max_restarts {
+            let reason = format!(
+                "{recent} restarts within {}s (limit {}); last: {what}",
+                window.as_secs(),
+                self.spec.supervisor.max_restarts
+            );
+            error!(self.spec.log, "Restart limit exceeded; stopping the pipeline."; "reason" => &reason);
+            self.finish(PipelineExit::GaveUp(reason), ctx);
+            return None;
+        }
+        let cfg = &self.spec.supervisor;
+        let delay = Backoff::from_millis(cfg.backoff_initial_ms, cfg.backoff_max_ms)
+            .delay(recent.saturating_sub(1) as u32);
+        warn!(self.spec.log, "Actor ended unexpectedly; restarting."; "actor" => what, "in_ms" => delay.as_millis() as u64, "recent_restarts" => recent);
+        Some(delay)
+    }
+
+    fn on_child_exit(&mut self, id: ChildId, ctx: &mut Context<Self>) {
+        match id {
+            ChildId::Fetcher(name, gen) => {
+                let Some(symbol) = self
+                    .fetchers
+                    .iter()
+                    .find(|(s, (g, _))| s.as_str() == name && *g == gen)
+                    .map(|(s, _)| s.clone())
+                else {
+                    return;
+                };
+                self.fetchers.remove(&symbol);
+                if let Some(delay) = self.allow_restart(&format!("Fetcher {symbol}"), ctx) {
+                    ctx.run_later(delay, move |act, ctx| {
+                        if !act.stopping
+                            && act.wanted.contains(&symbol)
+                            && !act.fetchers.contains_key(&symbol)
+                        {
+                            act.start_fetcher(symbol, ctx);
+                        }
+                    });
+                }
+            }
+            ChildId::Publisher(gen) => {
+                if self.publisher.as_ref().is_none_or(|(g, _)| *g != gen) {
+                    return;
+                }
+                self.publisher = None;
+                if let Some(delay) = self.allow_restart("Publisher", ctx) {
+                    ctx.run_later(delay, |act, ctx| {
+                        if act.stopping {
+                            return;
+                        }
+                        // Fetchers hold the old publisher's address: restart them with the new one.
+                        act.start_publisher(ctx);
+                        for symbol in act.wanted.clone() {
+                            act.start_fetcher(symbol, ctx);
+                        }
+                    });
+                }
+            }
+            ChildId::Reader(gen) | ChildId::Writer(gen) => {
+                if self.pair.as_ref().is_none_or(|(g, _, _)| *g != gen) {
+                    return;
+                }
+                if let Some((_, reader, writer)) = self.pair.take() {
+                    reader.do_send(Drain);
+                    writer.do_send(Stop);
+                }
+                if let Some(delay) = self.allow_restart("KafkaReader/S3Writer", ctx) {
+                    ctx.run_later(delay, |act, ctx| {
+                        if !act.stopping && act.pair.is_none() {
+                            act.start_pair(ctx);
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Graceful stop: Fetchers first, then drain the reader, then the writer and producer.
+    fn shutdown(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        info!(
+            self.spec.log,
+            "Shutting down: stopping Fetchers, draining in-flight writes, committing."
+        );
+        for (_, (_, fetcher)) in std::mem::take(&mut self.fetchers) {
+            fetcher.do_send(Stop);
+        }
+        let pair = self.pair.take();
+        let publisher = self.publisher.take();
+        let probe = self.probe.clone();
+        let fut = async move {
+            let mut progress = ReaderProgress::default();
+            if let Some((_, reader, writer)) = pair {
+                progress = reader.send(GetProgress).await.unwrap_or_default();
+                let _ = reader.send(Drain).await;
+                let _ = writer.send(Stop).await;
+            }
+            if let Some((_, publisher)) = publisher {
+                let _ = publisher.send(Stop).await;
+            }
+            let committed = match probe {
+                Some(p) => tokio::task::spawn_blocking(move || p.committed())
+                    .await
+                    .ok()
+                    .and_then(Result::ok),
+                None => None,
+            };
+            (progress, committed.unwrap_or_default())
+        };
+        ctx.wait(fut.into_actor(self).map(|(reader, committed), act, ctx| {
+            let summary = PipelineSummary {
+                fetched: act.completion.fetched,
+                published: act.completion.published,
+                fetch_failures: act.completion.failures.clone(),
+                committed: if committed.is_empty() {
+                    reader.committed.clone()
+                } else {
+                    committed
+                },
+                reader,
+                location: act.spec.object_sink.location(),
+                restarts: act.total_restarts,
+            };
+            act.finish(PipelineExit::Finished(summary), ctx);
+        }));
+    }
+
+    fn finish(&mut self, exit: PipelineExit, ctx: &mut Context<Self>) {
+        self.stopping = true;
+        for (_, (_, fetcher)) in std::mem::take(&mut self.fetchers) {
+            fetcher.do_send(Stop);
+        }
+        if let Some((_, reader, writer)) = self.pair.take() {
+            reader.do_send(Drain);
+            writer.do_send(Stop);
+        }
+        if let Some((_, publisher)) = self.publisher.take() {
+            publisher.do_send(Stop);
+        }
+        if let Some(tx) = self.exit.take() {
+            let _ = tx.send(exit);
+        }
+        ctx.stop();
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.wait(
+            self.prepare()
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok((producer, probe)) => {
+                        act.producer = producer;
+                        act.probe = probe.map(Arc::new);
+                        act.start_children(ctx);
+                    }
+                    Err(e) => act.finish(PipelineExit::Failed(e), ctx),
+                }),
+        );
+    }
+}
+
+impl Handler<ChildExited> for Supervisor {
+    type Result = ();
+
+    /// Restarts the child unless the pipeline is stopping or it was stopped on purpose.
+    fn handle(&mut self, msg: ChildExited, ctx: &mut Self::Context) {
+        if self.stopping {
+            return;
+        }
+        if msg.crashed {
+            error!(self.spec.log, "Actor panicked."; "actor" => ?msg.id);
+        }
+        self.on_child_exit(msg.id, ctx);
+    }
+}
+
+impl Handler<FetchCompleted> for Supervisor {
+    type Result = ();
+
+    /// Tracks `--once` progress.
+    fn handle(&mut self, msg: FetchCompleted, _ctx: &mut Self::Context) {
+        if self.spec.once {
+            self.completion.record(&msg);
+        } else {
+            self.completion.fetched += msg.fetched;
+            self.completion.published += msg.delivered.len();
+        }
+    }
+}
+
+impl Handler<AddSymbol> for Supervisor {
+    type Result = Result<(), SupervisorError>;
+
+    /// Starts a Fetcher for the symbol (no-op when it already runs).
+    fn handle(&mut self, AddSymbol(symbol): AddSymbol, ctx: &mut Self::Context) -> Self::Result {
+        if self.stopping {
+            return Err(SupervisorError::ShuttingDown);
+        }
+        if !self.spec.produce {
+            return Err(SupervisorError::NotProducing);
+        }
+        if self.wanted.insert(symbol.clone()) {
+            info!(self.spec.log, "Symbol added."; "symbol" => %symbol);
+            if self.spec.once {
+                self.completion.expect(symbol.clone());
+            }
+            self.start_fetcher(symbol, ctx);
+        }
+        Ok(())
+    }
+}
+
+impl Handler<RemoveSymbol> for Supervisor {
+    type Result = Result<(), SupervisorError>;
+
+    /// Stops and forgets the symbol's Fetcher.
+    fn handle(
+        &mut self,
+        RemoveSymbol(symbol): RemoveSymbol,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
+        if !self.spec.produce {
+            return Err(SupervisorError::NotProducing);
+        }
+        self.wanted.remove(&symbol);
+        self.completion.forget(&symbol);
+        if let Some((_, fetcher)) = self.fetchers.remove(&symbol) {
+            info!(self.spec.log, "Symbol removed."; "symbol" => %symbol);
+            fetcher.do_send(Stop);
+        }
+        Ok(())
+    }
+}
+
+impl Handler<ListSymbols> for Supervisor {
+    type Result = MessageResult<ListSymbols>;
+
+    fn handle(&mut self, _: ListSymbols, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.fetchers.keys().cloned().collect())
+    }
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.shutdown(ctx);
+    }
+}

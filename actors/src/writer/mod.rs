@@ -1,0 +1,210 @@
+//! The S3Writer: turns each Kafka record into one object (key and bytes a pure function
+//! of the record), many writes in flight at once, each retried with backoff until the
+//! store accepts it. It answers a [`WriteRecord`] only when the object is durable, or
+//! when an invalid record has been accepted by the dead-letter topic.
+//!
+//! Writes of the same key run one after the other in arrival (offset) order, so a newer
+//! version of a bar is never overwritten by an older one still in flight.
+
+mod dead_letter;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures::future::{FutureExt, Shared};
+use slog::{debug, info, warn, Logger};
+use tokio::sync::{oneshot, Semaphore};
+
+pub use dead_letter::{headers as dead_letter_headers, DeadLetters};
+
+use crate::config::{ChaosConfig, WriterConfig};
+use crate::key::{KeyTemplate, ObjectKey};
+use crate::lifeline::Lifeline;
+use crate::messages::{RecordWritten, Stop, WriteOutcome, WriteRecord};
+use crate::record::MarketRecord;
+use crate::retry::Backoff;
+use crate::sink::ObjectSink;
+
+/// Mailbox size: the in-flight limits bound what is queued, this only has to exceed them.
+const MAILBOX_CAPACITY: usize = 65_536;
+
+/// Everything an S3Writer needs.
+#[derive(Clone)]
+pub struct WriterSpec {
+    /// Where objects go.
+    pub sink: Arc<dyn ObjectSink>,
+    /// How keys are built.
+    pub template: KeyTemplate,
+    /// Where refused records go.
+    pub dead_letters: DeadLetters,
+    /// Limits and retry policy.
+    pub config: WriterConfig,
+    /// Probability of an injected panic per record (tests only; 0 in production).
+    pub panic_rate: f64,
+    /// Logger.
+    pub log: Logger,
+}
+
+type KeyTail = Shared<oneshot::Receiver<()>>;
+
+/// Writes records as objects.
+pub struct S3Writer {
+    spec: WriterSpec,
+    backoff: Backoff,
+    permits: Arc<Semaphore>,
+    /// Per key: the id and completion signal of the last write queued for it.
+    tails: HashMap<ObjectKey, (u64, KeyTail)>,
+    next_job: u64,
+    lifeline: Option<Lifeline>,
+}
+
+impl S3Writer {
+    /// A writer for a spec.
+    pub fn new(spec: WriterSpec) -> Self {
+        let backoff = Backoff::from_millis(spec.config.retry_initial_ms, spec.config.retry_max_ms);
+        let permits = Arc::new(Semaphore::new(spec.config.max_concurrent_writes));
+        Self {
+            spec,
+            backoff,
+            permits,
+            tails: HashMap::new(),
+            next_job: 0,
+            lifeline: None,
+        }
+    }
+
+    /// Reports this actor's end to a supervisor.
+    pub fn with_lifeline(mut self, lifeline: Lifeline) -> Self {
+        self.lifeline = Some(lifeline);
+        self
+    }
+
+    fn store(
+        &mut self,
+        msg: WriteRecord,
+        record: MarketRecord,
+    ) -> ResponseActFuture<Self, RecordWritten> {
+        let key = self.spec.template.render(&record);
+        let body = msg.payload.clone().unwrap_or_default();
+        let (done_tx, done_rx) = oneshot::channel();
+        let job = self.next_job;
+        self.next_job += 1;
+        let previous = self
+            .tails
+            .insert(key.clone(), (job, done_rx.shared()))
+            .map(|(_, tail)| tail);
+        let (sink, permits, backoff, log) = (
+            self.spec.sink.clone(),
+            self.permits.clone(),
+            self.backoff,
+            self.spec.log.clone(),
+        );
+        let write_key = key.clone();
+        let fut = async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            let _permit = permits.acquire_owned().await;
+            let mut attempt = 0u32;
+            loop {
+                match sink.put(write_key.clone(), body.clone()).await {
+                    Ok(outcome) => {
+                        debug!(log, "Object stored."; "key" => %write_key, "outcome" => ?outcome, "partition" => msg.partition, "offset" => msg.offset);
+                        break;
+                    }
+                    Err(e) => {
+                        let delay = backoff.delay(attempt);
+                        warn!(log, "Object write failed; retrying (the partition waits, nothing is skipped)."; "key" => %write_key, "partition" => msg.partition, "offset" => msg.offset, "attempt" => attempt + 1, "retry_in_ms" => delay.as_millis() as u64, "error" => %e);
+                        attempt = attempt.saturating_add(1);
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+            let _ = done_tx.send(());
+            RecordWritten {
+                partition: msg.partition,
+                offset: msg.offset,
+                epoch: msg.epoch,
+                outcome: WriteOutcome::Stored(write_key.to_string()),
+            }
+        };
+        Box::pin(fut.into_actor(self).map(move |written, act, _| {
+            if act.tails.get(&key).is_some_and(|(id, _)| *id == job) {
+                act.tails.remove(&key);
+            }
+            written
+        }))
+    }
+
+    fn dead_letter(
+        &mut self,
+        msg: WriteRecord,
+        reason: String,
+    ) -> ResponseActFuture<Self, RecordWritten> {
+        let (dlq, backoff, log) = (
+            self.spec.dead_letters.clone(),
+            self.backoff,
+            self.spec.log.clone(),
+        );
+        warn!(log, "Record refused; sending it to the dead-letter topic."; "partition" => msg.partition, "offset" => msg.offset, "reason" => &reason);
+        let fut = async move {
+            let mut attempt = 0u32;
+            while let Err(e) = dlq.publish(&msg, &reason).await {
+                let delay = backoff.delay(attempt);
+                warn!(log, "Dead-letter publish failed; retrying."; "partition" => msg.partition, "offset" => msg.offset, "error" => %e);
+                attempt = attempt.saturating_add(1);
+                tokio::time::sleep(delay).await;
+            }
+            RecordWritten {
+                partition: msg.partition,
+                offset: msg.offset,
+                epoch: msg.epoch,
+                outcome: WriteOutcome::DeadLettered(reason),
+            }
+        };
+        Box::pin(fut.into_actor(self))
+    }
+}
+
+impl Actor for S3Writer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        info!(self.spec.log, "S3Writer started."; "location" => self.spec.sink.location(), "prefix" => self.spec.template.prefix());
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let Some(l) = self.lifeline.as_mut() {
+            l.stopped_cleanly();
+        }
+    }
+}
+
+impl Handler<WriteRecord> for S3Writer {
+    type Result = ResponseActFuture<Self, RecordWritten>;
+
+    /// Validates the record, then stores it or dead-letters it.
+    fn handle(&mut self, msg: WriteRecord, _ctx: &mut Self::Context) -> Self::Result {
+        if ChaosConfig::roll(self.spec.panic_rate) {
+            panic!(
+                "chaos: injected S3Writer panic at partition {} offset {}",
+                msg.partition, msg.offset
+            );
+        }
+        match MarketRecord::decode(msg.payload.as_deref(), self.spec.config.max_record_bytes) {
+            Ok(record) => self.store(msg, record),
+            Err(reason) => self.dead_letter(msg, reason.to_string()),
+        }
+    }
+}
+
+impl Handler<Stop> for S3Writer {
+    type Result = ();
+
+    /// Stops; writes still in flight are abandoned (never confirmed, so replayed later).
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

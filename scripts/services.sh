@@ -1,0 +1,623 @@
+#!/usr/bin/env bash
+# Install and run the real services the egx-pipeline test suite talks to:
+#   * Apache Kafka broker (KRaft, combined broker+controller, single node),
+#     assembled from its jars on Maven Central;
+#   * an S3-compatible object store (versitygw, built with `go install`;
+#     s3s-fs via `cargo install` as the alternative backend).
+#
+# Usage: scripts/services.sh start|stop|status|restart|clean [kafka|s3]
+#        (no second argument = both services)
+#
+# Everything (downloads, data, logs, pid files) lives under $EGX_CACHE_DIR,
+# by default <repo>/.cache, which is git-ignored.
+set -euo pipefail
+
+# ---------------------------------------------------------------- versions --
+KAFKA_VERSION=4.4.0
+KAFKA_SCALA_VERSION=2.13
+LOG4J_VERSION=2.26.1
+# Kafka itself still declares slf4j-api 1.7.x; log4j-slf4j2-impl needs the 2.x API.
+SLF4J_VERSION=2.0.17
+MAVEN_DEPENDENCY_PLUGIN_VERSION=3.8.1
+VERSITYGW_MODULE=github.com/versity/versitygw/cmd/versitygw
+VERSITYGW_VERSION=v1.8.0
+S3S_FS_VERSION=0.14.1
+
+# ---------------------------------------------------------------- settings --
+KAFKA_PORT=${KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx512m}
+KAFKA_READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-90}
+S3_PORT=${S3_PORT:-9000}
+S3_ACCESS_KEY=${S3_ACCESS_KEY:-minioadmin}
+S3_SECRET_KEY=${S3_SECRET_KEY:-minioadmin}
+S3_REGION=${S3_REGION:-us-east-1}
+S3_READY_TIMEOUT=${S3_READY_TIMEOUT:-30}
+# S3 server implementation: versitygw (default) or s3s-fs.
+S3_BACKEND=${EGX_S3_BACKEND:-versitygw}
+STOP_TIMEOUT=${STOP_TIMEOUT:-30}
+
+REPO_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
+CACHE_DIR=${EGX_CACHE_DIR:-$REPO_ROOT/.cache}
+mkdir -p -- "$CACHE_DIR"
+CACHE_DIR=$(cd -- "$CACHE_DIR" && pwd -P)
+
+RUN_DIR=$CACHE_DIR/run
+DATA_DIR=$CACHE_DIR/data
+KAFKA_HOME=$CACHE_DIR/kafka
+KAFKA_LIBS=$KAFKA_HOME/libs
+KAFKA_MARKER=$KAFKA_LIBS/.installed-kafka-$KAFKA_SCALA_VERSION-$KAFKA_VERSION-log4j-$LOG4J_VERSION-slf4j-$SLF4J_VERSION
+KAFKA_CONF_DIR=$RUN_DIR/kafka-config
+KAFKA_DATA=$DATA_DIR/kafka
+KAFKA_PID=$RUN_DIR/kafka.pid
+KAFKA_LOG=$RUN_DIR/kafka.log          # log4j2 server log
+KAFKA_STDOUT=$RUN_DIR/kafka.stdout.log # JVM stdout/stderr
+S3_DATA_ROOT=$DATA_DIR/s3
+S3_DATA=$S3_DATA_ROOT/$S3_BACKEND # each backend has its own on-disk layout
+S3_PID=$RUN_DIR/s3.pid
+S3_LOG=$RUN_DIR/s3.log
+VERSITYGW_BIN=$CACHE_DIR/bin/versitygw
+VERSITYGW_MARKER=$CACHE_DIR/bin/.installed-versitygw-$VERSITYGW_VERSION
+S3S_FS_ROOT=$CACHE_DIR/s3s-fs
+S3S_FS_BIN=$S3S_FS_ROOT/bin/s3s-fs
+S3S_FS_MARKER=$S3S_FS_ROOT/.installed-s3s-fs-$S3S_FS_VERSION
+
+# ----------------------------------------------------------------- helpers --
+log() { printf '[services] %s\n' "$*"; }
+warn() { printf '[services] warning: %s\n' "$*" >&2; }
+die() {
+  printf '[services] error: %s\n' "$*" >&2
+  exit 1
+}
+
+require_tool() { # tool, why
+  command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH; it is needed $2"
+}
+
+require_java() {
+  require_tool java "to run the Kafka $KAFKA_VERSION broker (Java 17+)"
+  local v major
+  v=$(java -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')
+  major=${v%%.*}
+  [[ $major == 1 ]] && major=$(echo "$v" | cut -d. -f2)
+  if [[ $major =~ ^[0-9]+$ ]] && ((major < 17)); then
+    die "java $v found, but Kafka $KAFKA_VERSION needs Java 17 or newer"
+  fi
+}
+
+# True if something accepts TCP connections on 127.0.0.1:$1.
+port_open() {
+  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# True if an HTTP server answers on 127.0.0.1:$1 (any status code).
+http_answers() {
+  local line
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  line=$(timeout 5 bash -c '
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf "GET / HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n" "$1" >&3
+    IFS= read -r l <&3 && printf "%s" "$l"' _ "$1" 2>/dev/null) || return 1
+  [[ $line == HTTP/* ]]
+}
+
+port_owner() { # best effort description of who listens on a port
+  if command -v ss >/dev/null 2>&1; then
+    ss -Hltnp "sport = :$1" 2>/dev/null | sed -n '1s/.*users:((\(.*\)))/\1/p' || true
+  fi
+}
+
+ensure_port_free() { # port, what
+  if port_open "$1"; then
+    local owner
+    owner=$(port_owner "$1")
+    die "port $1 (needed by $2) is already in use by another process${owner:+: $owner}; stop that process or choose another port with ${3:-the matching env variable}=<port>"
+  fi
+}
+
+# pid from a pid file if that process is alive and its command line contains
+# the given string (guards against a recycled pid).
+live_pid() { # pidfile, cmdline-pattern
+  local pid
+  [[ -f $1 ]] || return 1
+  pid=$(cat -- "$1" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  local cmd
+  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmd == *"$2"* ]] || return 1
+  printf '%s' "$pid"
+}
+
+# Start a command detached (own session), recording its pid.
+spawn() { # pidfile, logfile, cmd...
+  local pidfile=$1 logfile=$2
+  shift 2
+  # The inner shell writes its own pid, then execs the command, so the pid
+  # in the file is the server process itself.
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  nohup setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" \
+    >>"$logfile" 2>&1 </dev/null &
+  local i
+  for i in $(seq 50); do
+    [[ -s $pidfile ]] && return 0
+    sleep 0.1
+  done
+  die "could not start $1"
+}
+
+stop_pid() { # name, pidfile, pattern
+  local name=$1 pidfile=$2 pid i
+  if ! pid=$(live_pid "$pidfile" "$3"); then
+    if [[ -f $pidfile ]]; then
+      rm -f -- "$pidfile"
+      log "$name: not running (removed stale pid file)"
+    else
+      log "$name: not running"
+    fi
+    return 0
+  fi
+  log "$name: stopping (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    warn "$name: still alive after ${STOP_TIMEOUT}s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+  fi
+  rm -f -- "$pidfile"
+  log "$name: stopped"
+}
+
+# =================================================================== Kafka ==
+KAFKA_PATTERN='kafka.Kafka '
+
+kafka_install() {
+  if [[ -f $KAFKA_MARKER ]]; then
+    return 0
+  fi
+  require_tool mvn "to download the Kafka $KAFKA_VERSION jars from Maven Central"
+  log "kafka: installing Kafka $KAFKA_VERSION (scala $KAFKA_SCALA_VERSION) + log4j $LOG4J_VERSION + slf4j $SLF4J_VERSION jars from Maven Central into $KAFKA_LIBS"
+  mkdir -p -- "$KAFKA_HOME"
+  cat >"$KAFKA_HOME/pom.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- Generated by scripts/services.sh: only used to fetch the Kafka jars. -->
+<project xmlns="http://maven.apache.org/POM/4.0.0"
+         xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+         xsi:schemaLocation="http://maven.apache.org/POM/4.0.0 http://maven.apache.org/xsd/maven-4.0.0.xsd">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.egx</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_$KAFKA_SCALA_VERSION</artifactId>
+      <version>$KAFKA_VERSION</version>
+    </dependency>
+    <dependency>
+      <!-- TopicCommand, used for the readiness check -->
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka-tools</artifactId>
+      <version>$KAFKA_VERSION</version>
+      <exclusions>
+        <exclusion>
+          <groupId>org.apache.kafka</groupId>
+          <artifactId>connect-runtime</artifactId>
+        </exclusion>
+      </exclusions>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-core</artifactId>
+      <version>$LOG4J_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j2-impl</artifactId>
+      <version>$LOG4J_VERSION</version>
+    </dependency>
+    <dependency>
+      <!-- Kafka declares slf4j-api 1.7.x, which cannot see the slf4j2 binding -->
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-api</artifactId>
+      <version>$SLF4J_VERSION</version>
+    </dependency>
+  </dependencies>
+  <build>
+    <pluginManagement>
+      <plugins>
+        <plugin>
+          <groupId>org.apache.maven.plugins</groupId>
+          <artifactId>maven-dependency-plugin</artifactId>
+          <version>$MAVEN_DEPENDENCY_PLUGIN_VERSION</version>
+        </plugin>
+      </plugins>
+    </pluginManagement>
+  </build>
+</project>
+EOF
+  rm -rf -- "$KAFKA_LIBS"
+  mkdir -p -- "$RUN_DIR"
+  local mvnlog=$RUN_DIR/kafka-install.log
+  if ! (cd -- "$KAFKA_HOME" && mvn -B -ntp -Dstyle.color=never -f pom.xml \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=libs) >"$mvnlog" 2>&1; then
+    tail -n 30 "$mvnlog" >&2
+    die "kafka: 'mvn dependency:copy-dependencies' failed (full log: $mvnlog)"
+  fi
+  [[ -n $(ls "$KAFKA_LIBS"/kafka_"$KAFKA_SCALA_VERSION"-*.jar 2>/dev/null) ]] ||
+    die "kafka: jars missing in $KAFKA_LIBS after download"
+  touch -- "$KAFKA_MARKER"
+  log "kafka: installed $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars"
+}
+
+kafka_write_config() {
+  mkdir -p -- "$KAFKA_CONF_DIR" "$KAFKA_DATA" "$RUN_DIR"
+  cat >"$KAFKA_CONF_DIR/server.properties" <<EOF
+# Generated by scripts/services.sh -- single-node KRaft (combined mode).
+process.roles=broker,controller
+node.id=1
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+log.dirs=$KAFKA_DATA
+num.partitions=3
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+  cat >"$KAFKA_CONF_DIR/log4j2.properties" <<EOF
+# Generated by scripts/services.sh -- broker log goes to $KAFKA_LOG
+status = warn
+name = egx-kafka
+# Kafka logs its own shutdown after SIGTERM; log4j's shutdown hook would stop
+# the logger first and swallow those lines.
+shutdownHook = disable
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = $KAFKA_LOG
+appender.file.append = true
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+EOF
+  # Tools (StorageTool, TopicCommand) only print warnings, to stderr.
+  cat >"$KAFKA_CONF_DIR/tools-log4j2.properties" <<EOF
+status = warn
+name = egx-kafka-tools
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.err.ref = STDERR
+EOF
+  cat >"$KAFKA_CONF_DIR/client.properties" <<EOF
+request.timeout.ms=5000
+default.api.timeout.ms=10000
+EOF
+}
+
+kafka_tool() { # main-class args...
+  java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/tools-log4j2.properties" \
+    -cp "$KAFKA_LIBS/*" "$@"
+}
+
+kafka_format() {
+  if [[ -f $KAFKA_DATA/meta.properties ]]; then
+    return 0
+  fi
+  local cluster_id
+  cluster_id=$(kafka_tool kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
+  [[ -n $cluster_id ]] || die "kafka: StorageTool random-uuid produced no cluster id"
+  log "kafka: formatting storage in $KAFKA_DATA (cluster id $cluster_id)"
+  kafka_tool kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+    -c "$KAFKA_CONF_DIR/server.properties" >>"$RUN_DIR/kafka-format.log" 2>&1 ||
+    {
+      tail -n 20 "$RUN_DIR/kafka-format.log" >&2
+      die "kafka: storage format failed (log: $RUN_DIR/kafka-format.log)"
+    }
+}
+
+# Real metadata request: list topics through the AdminClient.
+kafka_answers() {
+  kafka_tool org.apache.kafka.tools.TopicCommand \
+    --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+    --command-config "$KAFKA_CONF_DIR/client.properties" --list >/dev/null 2>&1
+}
+
+# Wait until the broker answers; on failure print the log tails and return 1.
+kafka_wait_ready() { # pid
+  local deadline=$((SECONDS + KAFKA_READY_TIMEOUT)) why
+  why="broker not ready after ${KAFKA_READY_TIMEOUT}s"
+  while ((SECONDS < deadline)); do
+    if ! kill -0 "$1" 2>/dev/null; then
+      why="broker process $1 exited during startup"
+      break
+    fi
+    if port_open "$KAFKA_PORT" && kafka_answers; then
+      return 0
+    fi
+    sleep 1
+  done
+  {
+    echo "---- tail of $KAFKA_LOG ----"
+    tail -n 30 "$KAFKA_LOG" 2>/dev/null || true
+    echo "---- tail of $KAFKA_STDOUT ----"
+    tail -n 20 "$KAFKA_STDOUT" 2>/dev/null || true
+  } >&2
+  printf '[services] error: kafka: %s\n' "$why" >&2
+  return 1
+}
+
+kafka_start() {
+  local pid
+  if pid=$(live_pid "$KAFKA_PID" "$KAFKA_PATTERN"); then
+    if port_open "$KAFKA_PORT"; then
+      log "kafka: already running (pid $pid, 127.0.0.1:$KAFKA_PORT)"
+      return 0
+    fi
+    log "kafka: process $pid is up but port $KAFKA_PORT is not answering yet; waiting"
+    kafka_wait_ready "$pid" || exit 1
+    log "kafka: ready on 127.0.0.1:$KAFKA_PORT"
+    return 0
+  fi
+  rm -f -- "$KAFKA_PID"
+  require_java
+  ensure_port_free "$KAFKA_PORT" "the Kafka broker" KAFKA_PORT
+  ensure_port_free "$KAFKA_CONTROLLER_PORT" "the Kafka controller" KAFKA_CONTROLLER_PORT
+  kafka_install
+  kafka_write_config
+  kafka_format
+  log "kafka: starting broker on 127.0.0.1:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT), log: $KAFKA_LOG"
+  local heap
+  read -r -a heap <<<"$KAFKA_HEAP_OPTS"
+  spawn "$KAFKA_PID" "$KAFKA_STDOUT" \
+    java "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2.properties" \
+    -Dkafka.logs.dir="$RUN_DIR" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_CONF_DIR/server.properties"
+  pid=$(cat -- "$KAFKA_PID")
+  if ! kafka_wait_ready "$pid"; then
+    kafka_stop >&2 # do not leave a half-started broker behind
+    exit 1
+  fi
+  log "kafka: ready on 127.0.0.1:$KAFKA_PORT (pid $pid)"
+}
+
+kafka_stop() { stop_pid kafka "$KAFKA_PID" "$KAFKA_PATTERN"; }
+
+kafka_status() {
+  local pid
+  if pid=$(live_pid "$KAFKA_PID" "$KAFKA_PATTERN"); then
+    if port_open "$KAFKA_PORT"; then
+      log "kafka: running (pid $pid, bootstrap 127.0.0.1:$KAFKA_PORT, log $KAFKA_LOG)"
+      return 0
+    fi
+    log "kafka: process $pid alive but port $KAFKA_PORT not answering (log $KAFKA_LOG)"
+    return 1
+  fi
+  if port_open "$KAFKA_PORT"; then
+    log "kafka: not running (port $KAFKA_PORT is used by another process)"
+  else
+    log "kafka: not running"
+  fi
+  return 1
+}
+
+kafka_clean() {
+  kafka_stop
+  rm -rf -- "$KAFKA_DATA" "$KAFKA_CONF_DIR" "$KAFKA_LOG" "$KAFKA_STDOUT" "$RUN_DIR/kafka-format.log"
+  log "kafka: deleted data in $KAFKA_DATA"
+}
+
+# ====================================================================== S3 ==
+s3_pattern() {
+  case $S3_BACKEND in
+  versitygw) echo "$VERSITYGW_BIN" ;;
+  s3s-fs) echo "$S3S_FS_BIN" ;;
+  *) die "unknown EGX_S3_BACKEND '$S3_BACKEND' (use versitygw or s3s-fs)" ;;
+  esac
+}
+
+versitygw_install() {
+  [[ -x $VERSITYGW_BIN && -f $VERSITYGW_MARKER ]] && return 0
+  require_tool go "to build the S3 server ($VERSITYGW_MODULE@$VERSITYGW_VERSION)"
+  log "s3: installing versitygw $VERSITYGW_VERSION with 'go install' into $CACHE_DIR/bin (takes a few minutes)"
+  mkdir -p -- "$CACHE_DIR/bin"
+  rm -f -- "$CACHE_DIR"/bin/.installed-versitygw-*
+  mkdir -p -- "$RUN_DIR"
+  local golog=$RUN_DIR/s3-install.log
+  if ! GOBIN="$CACHE_DIR/bin" GOFLAGS=-buildvcs=false \
+    go install "$VERSITYGW_MODULE@$VERSITYGW_VERSION" >"$golog" 2>&1; then
+    tail -n 30 "$golog" >&2
+    die "s3: 'go install $VERSITYGW_MODULE@$VERSITYGW_VERSION' failed (full log: $golog; EGX_S3_BACKEND=s3s-fs is the alternative)"
+  fi
+  touch -- "$VERSITYGW_MARKER"
+}
+
+s3s_fs_install() {
+  [[ -x $S3S_FS_BIN && -f $S3S_FS_MARKER ]] && return 0
+  require_tool cargo "to build the S3 server (s3s-fs $S3S_FS_VERSION)"
+  log "s3: installing s3s-fs $S3S_FS_VERSION with 'cargo install' into $S3S_FS_ROOT"
+  rm -f -- "$S3S_FS_ROOT"/.installed-s3s-fs-*
+  mkdir -p -- "$RUN_DIR"
+  local cargolog=$RUN_DIR/s3-install.log
+  if ! cargo install --locked "s3s-fs@$S3S_FS_VERSION" --features binary \
+    --root "$S3S_FS_ROOT" >"$cargolog" 2>&1; then
+    tail -n 30 "$cargolog" >&2
+    die "s3: 'cargo install s3s-fs@$S3S_FS_VERSION' failed (full log: $cargolog)"
+  fi
+  touch -- "$S3S_FS_MARKER"
+}
+
+# Wait until the server answers HTTP; on failure print the log tail, return 1.
+s3_wait_ready() { # pid
+  local deadline=$((SECONDS + S3_READY_TIMEOUT)) why
+  why="server not answering HTTP on 127.0.0.1:$S3_PORT after ${S3_READY_TIMEOUT}s"
+  while ((SECONDS < deadline)); do
+    if ! kill -0 "$1" 2>/dev/null; then
+      why="server process $1 exited during startup"
+      break
+    fi
+    http_answers "$S3_PORT" && return 0
+    sleep 0.5
+  done
+  {
+    echo "---- tail of $S3_LOG ----"
+    tail -n 30 "$S3_LOG" 2>/dev/null || true
+  } >&2
+  printf '[services] error: s3: %s\n' "$why" >&2
+  return 1
+}
+
+s3_start() {
+  local pid pattern
+  pattern=$(s3_pattern)
+  if pid=$(live_pid "$S3_PID" "$pattern"); then
+    if http_answers "$S3_PORT"; then
+      log "s3: already running (pid $pid, http://127.0.0.1:$S3_PORT)"
+      return 0
+    fi
+    log "s3: process $pid is up but not answering on port $S3_PORT yet; waiting"
+    s3_wait_ready "$pid" || exit 1
+    log "s3: ready on http://127.0.0.1:$S3_PORT"
+    return 0
+  fi
+  # A server of the other backend may still be running from an earlier run.
+  for other in "$VERSITYGW_BIN" "$S3S_FS_BIN"; do
+    if [[ $other != "$pattern" ]] && pid=$(live_pid "$S3_PID" "$other"); then
+      die "s3: a different S3 backend ($other, pid $pid) is running; run '$0 stop s3' first"
+    fi
+  done
+  rm -f -- "$S3_PID"
+  ensure_port_free "$S3_PORT" "the S3 server" S3_PORT
+  mkdir -p -- "$S3_DATA" "$RUN_DIR"
+  case $S3_BACKEND in
+  versitygw)
+    versitygw_install
+    log "s3: starting versitygw on http://127.0.0.1:$S3_PORT (data $S3_DATA), log: $S3_LOG"
+    # Credentials go through the environment so they do not show in `ps`.
+    ROOT_ACCESS_KEY=$S3_ACCESS_KEY ROOT_SECRET_KEY=$S3_SECRET_KEY \
+      spawn "$S3_PID" "$S3_LOG" "$VERSITYGW_BIN" \
+      --port "127.0.0.1:$S3_PORT" --region "$S3_REGION" \
+      posix "$S3_DATA"
+    ;;
+  s3s-fs)
+    s3s_fs_install
+    log "s3: starting s3s-fs on http://127.0.0.1:$S3_PORT (data $S3_DATA), log: $S3_LOG"
+    spawn "$S3_PID" "$S3_LOG" "$S3S_FS_BIN" \
+      --host 127.0.0.1 --port "$S3_PORT" \
+      --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" \
+      "$S3_DATA"
+    ;;
+  esac
+  pid=$(cat -- "$S3_PID")
+  if ! s3_wait_ready "$pid"; then
+    s3_stop >&2 # do not leave a half-started server behind
+    exit 1
+  fi
+  log "s3: ready on http://127.0.0.1:$S3_PORT (pid $pid, backend $S3_BACKEND, region $S3_REGION, path-style)"
+}
+
+s3_live_pid_any() {
+  live_pid "$S3_PID" "$VERSITYGW_BIN" || live_pid "$S3_PID" "$S3S_FS_BIN"
+}
+
+s3_stop() {
+  local pid
+  if pid=$(s3_live_pid_any); then
+    local exe
+    exe=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+    stop_pid s3 "$S3_PID" "${exe%% *}"
+  else
+    stop_pid s3 "$S3_PID" "$(s3_pattern)"
+  fi
+}
+
+s3_status() {
+  local pid
+  if pid=$(s3_live_pid_any); then
+    if http_answers "$S3_PORT"; then
+      log "s3: running (pid $pid, http://127.0.0.1:$S3_PORT, log $S3_LOG)"
+      return 0
+    fi
+    log "s3: process $pid alive but not answering HTTP on port $S3_PORT (log $S3_LOG)"
+    return 1
+  fi
+  if port_open "$S3_PORT"; then
+    log "s3: not running (port $S3_PORT is used by another process)"
+  else
+    log "s3: not running"
+  fi
+  return 1
+}
+
+s3_clean() {
+  s3_stop
+  rm -rf -- "$S3_DATA_ROOT" "$S3_LOG"
+  log "s3: deleted data in $S3_DATA_ROOT"
+}
+
+# ==================================================================== main ==
+usage() {
+  cat >&2 <<EOF
+usage: $0 start|stop|status|restart|clean [kafka|s3]
+  start    install if needed, start and wait until ready (no-op if running)
+  stop     stop (SIGTERM, then SIGKILL after ${STOP_TIMEOUT}s)
+  status   show state; exit 0 only if every selected service is running
+  restart  stop, then start
+  clean    stop and delete data dirs and logs (installed binaries are kept)
+env: KAFKA_PORT ($KAFKA_PORT) KAFKA_CONTROLLER_PORT ($KAFKA_CONTROLLER_PORT)
+     S3_PORT ($S3_PORT) S3_ACCESS_KEY S3_SECRET_KEY EGX_S3_BACKEND ($S3_BACKEND)
+     EGX_CACHE_DIR ($CACHE_DIR)
+EOF
+  exit 2
+}
+
+main() {
+  (($# >= 1 && $# <= 2)) || usage
+  local action=$1 services
+  case ${2:-all} in
+  all) services=(kafka s3) ;;
+  kafka | s3) services=("$2") ;;
+  *) usage ;;
+  esac
+  local svc rc=0
+  case $action in
+  start) for svc in "${services[@]}"; do "${svc}_start"; done ;;
+  stop) for svc in "${services[@]}"; do "${svc}_stop"; done ;;
+  restart)
+    for svc in "${services[@]}"; do "${svc}_stop"; done
+    for svc in "${services[@]}"; do "${svc}_start"; done
+    ;;
+  status) for svc in "${services[@]}"; do "${svc}_status" || rc=3; done ;;
+  clean) for svc in "${services[@]}"; do "${svc}_clean"; done ;;
+  *) usage ;;
+  esac
+  return "$rc"
+}
+
+main "$@"

@@ -1,0 +1,313 @@
+//! Wiring: turns the CLI and the configuration into a running pipeline, waits for it to
+//! finish or for SIGINT/SIGTERM, prints the summary and picks the exit code.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use egx_actors::config::{KafkaMode, SinkKind};
+use egx_actors::kafka::EmbeddedKafka;
+use egx_actors::market::{Interval, Symbol};
+use egx_actors::source::{system_clock, SyntheticSource};
+use egx_actors::supervisor::{PipelineExit, PipelineSpec, PipelineSummary, Shutdown, Supervisor};
+use slog::{info, Logger};
+
+use crate::cli::{Cli, Command, ConsumeArgs, FetchArgs, ProduceArgs};
+use crate::logging;
+use crate::settings::{Defaults, Settings};
+
+/// Exit code when the configuration or the command line is wrong.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the pipeline failed to start or a fetch failed in a one-shot run.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code when the supervisor gave up after too many restarts.
+pub const EXIT_GAVE_UP: u8 = 3;
+
+/// What the command runs.
+struct Plan {
+    produce: bool,
+    consume: bool,
+    once: bool,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let defaults = match cli.command {
+        Command::Produce(_) | Command::Consume(_) => Defaults::OriginalScripts,
+        Command::Run(_) | Command::CheckConfig => Defaults::Embedded,
+    };
+    let mut settings = Settings::load(cli.config.as_deref(), defaults, &|k| std::env::var(k).ok())?;
+    if let Some(level) = &cli.log_level {
+        settings.log.level = level.clone();
+    }
+    if let Some(format) = cli.log_format {
+        settings.log.format = format;
+    }
+    let plan = apply_flags(&mut settings, &cli)?;
+    let origin = cli
+        .config
+        .as_ref()
+        .map_or("built-in defaults".into(), |p| p.display().to_string());
+    settings.validate(&origin)?;
+    if matches!(cli.command, Command::CheckConfig) {
+        print!("{}", settings.to_redacted_toml()?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plan.produce && settings.fetch.symbols.is_empty() {
+        return Err(anyhow!(
+            "no symbols to fetch: pass --symbols or set fetch.symbols"
+        ));
+    }
+    let log = logging::logger(
+        logging::parse_level(&settings.log.level)?,
+        settings.log.format,
+    );
+    let code = actix::System::new().block_on(pipeline(settings, plan, log))?;
+    Ok(code)
+}
+
+fn apply_fetch_flags(settings: &mut Settings, f: &FetchArgs) -> Result<()> {
+    let fetch = &mut settings.fetch;
+    if let Some(list) = &f.symbols {
+        fetch.symbols = Symbol::parse_list(list).map_err(|e| anyhow!("--symbols: {e}"))?;
+    }
+    if let Some(i) = &f.interval {
+        fetch.interval = Interval::parse(i).map_err(|e| anyhow!("--interval: {e}"))?;
+    }
+    if let Some(n) = f.n_bars {
+        fetch.n_bars = n;
+    }
+    if let Some(p) = f.poll_interval {
+        fetch.poll_interval_secs = p;
+    }
+    fetch.start_date = f.start_date.or(fetch.start_date);
+    fetch.end_date = f.end_date.or(fetch.end_date);
+    if fetch.interval.is_intraday()
+        && f.symbols.is_some()
+        && fetch.start_date.is_none()
+        && fetch.poll_interval_secs == 0
+    {
+        // The original producer required the date range for intraday history.
+        return Err(anyhow!(
+            "--start-date and --end-date are required for intraday intervals when fetching once"
+        ));
+    }
+    Ok(())
+}
+
+fn apply_produce_flags(settings: &mut Settings, a: &ProduceArgs, has_file: bool) -> Result<()> {
+    apply_fetch_flags(settings, &a.fetch)?;
+    if a.fetch.poll_interval.is_none() && !has_file {
+        // Original behaviour: no --poll-interval means fetch once and exit.
+        settings.fetch.poll_interval_secs = 0;
+    }
+    if let Some(e) = &a.exchange {
+        settings.fetch.exchange = e.to_ascii_uppercase();
+    }
+    if let Some(t) = &a.topic {
+        settings.kafka.topic = t.clone();
+    }
+    if let Some(b) = &a.bootstrap_servers {
+        settings.kafka.bootstrap_servers = b.clone();
+        settings.kafka.mode = KafkaMode::External;
+    }
+    Ok(())
+}
+
+fn apply_consume_flags(settings: &mut Settings, a: &ConsumeArgs) {
+    let (kafka, sink) = (&mut settings.kafka, &mut settings.sink);
+    if let Some(b) = &a.bootstrap {
+        kafka.bootstrap_servers = b.clone();
+        kafka.mode = KafkaMode::External;
+    }
+    if let Some(t) = &a.topic {
+        kafka.topic = t.clone();
+    }
+    if let Some(g) = &a.consumer_group {
+        kafka.consumer_group = g.clone();
+    }
+    if let Some(b) = &a.bucket {
+        sink.bucket = b.clone();
+        sink.kind = SinkKind::S3;
+    }
+    if let Some(p) = &a.prefix {
+        sink.prefix = p.clone();
+    }
+    if let Some(e) = &a.minio_endpoint {
+        sink.endpoint = e.clone();
+        sink.kind = SinkKind::S3;
+    }
+    if a.use_aws {
+        sink.kind = SinkKind::S3;
+        sink.endpoint = String::new();
+        sink.force_path_style = false;
+    }
+}
+
+fn apply_flags(settings: &mut Settings, cli: &Cli) -> Result<Plan> {
+    Ok(match &cli.command {
+        Command::Run(a) => {
+            apply_fetch_flags(settings, &a.fetch)?;
+            Plan {
+                produce: true,
+                consume: true,
+                once: a.once,
+            }
+        }
+        Command::Produce(a) => {
+            apply_produce_flags(settings, a, cli.config.is_some())?;
+            Plan {
+                produce: true,
+                consume: false,
+                once: settings.fetch.poll_interval_secs == 0,
+            }
+        }
+        Command::Consume(a) => {
+            apply_consume_flags(settings, a);
+            Plan {
+                produce: false,
+                consume: true,
+                once: a.once,
+            }
+        }
+        Command::CheckConfig => Plan {
+            produce: false,
+            consume: false,
+            once: true,
+        },
+    })
+}
+
+async fn pipeline(settings: Settings, plan: Plan, log: Logger) -> Result<ExitCode> {
+    let mut kafka = settings.kafka.clone();
+    let _embedded = if settings.embedded_kafka() {
+        let (embedded, pointed) = EmbeddedKafka::start(&kafka)?;
+        info!(log, "Embedded Kafka (librdkafka mock cluster) started in this process."; "bootstrap" => embedded.bootstrap_servers());
+        kafka = pointed;
+        Some(embedded)
+    } else {
+        None
+    };
+    let object_sink = egx_actors::sink::build(&settings.sink).await;
+    let clock = system_clock();
+    let spec = PipelineSpec {
+        kafka,
+        sink: settings.sink.clone(),
+        writer: settings.writer.clone(),
+        fetch: settings.fetch.clone(),
+        supervisor: settings.supervisor.clone(),
+        chaos: settings.chaos.clone(),
+        produce: plan.produce,
+        consume: plan.consume,
+        once: plan.once,
+        source: Arc::new(SyntheticSource::new(settings.fetch.seed, clock.clone())),
+        object_sink,
+        clock,
+        log: log.clone(),
+    };
+    let (supervisor, exit) = Supervisor::start(spec)?;
+    tokio::pin!(exit);
+    let outcome = tokio::select! {
+        outcome = &mut exit => outcome,
+        () = shutdown_signal() => {
+            info!(log, "Signal received; draining and committing before exit (send it again to stop at once).");
+            supervisor.do_send(Shutdown);
+            tokio::select! {
+                outcome = &mut exit => outcome,
+                () = shutdown_signal() => return Ok(ExitCode::from(EXIT_FAILED)),
+            }
+        }
+    };
+    let outcome = outcome.map_err(|_| anyhow!("the supervisor ended without reporting"))?;
+    Ok(report(outcome, &settings, &plan))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn report(outcome: PipelineExit, settings: &Settings, plan: &Plan) -> ExitCode {
+    match outcome {
+        PipelineExit::Finished(summary) => {
+            print_summary(&summary, settings, plan);
+            if summary.fetch_failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "egx-pipeline: some fetches failed:\n  {}",
+                    summary.fetch_failures.join("\n  ")
+                );
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+        PipelineExit::GaveUp(reason) => {
+            eprintln!("egx-pipeline: error: gave up after too many actor restarts: {reason}");
+            ExitCode::from(EXIT_GAVE_UP)
+        }
+        PipelineExit::Failed(reason) => {
+            eprintln!("egx-pipeline: error: {reason}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn print_summary(s: &PipelineSummary, settings: &Settings, plan: &Plan) {
+    let offsets: Vec<String> = s
+        .committed
+        .iter()
+        .map(|(p, o)| format!("p{p}={o}"))
+        .collect();
+    let objects = match settings.sink.kind {
+        SinkKind::Local => settings
+            .sink
+            .local_dir
+            .join(&settings.sink.prefix)
+            .display()
+            .to_string(),
+        SinkKind::S3 => format!(
+            "s3://{}/{} ({})",
+            settings.sink.bucket, settings.sink.prefix, s.location
+        ),
+    };
+    println!("egx-pipeline finished");
+    if plan.produce {
+        println!("  bars fetched:        {}", s.fetched);
+        println!(
+            "  messages published:  {} (topic {})",
+            s.published, settings.kafka.topic
+        );
+    }
+    if plan.consume {
+        println!("  records consumed:    {}", s.reader.consumed);
+        println!("  objects written:     {}", s.reader.stored);
+        println!(
+            "  dead-lettered:       {} (topic {})",
+            s.reader.dead_lettered, settings.kafka.dead_letter_topic
+        );
+        println!(
+            "  committed offsets:   {}",
+            if offsets.is_empty() {
+                "none".into()
+            } else {
+                offsets.join(" ")
+            }
+        );
+        println!("  objects under:       {objects}");
+    }
+    println!("  actor restarts:      {}", s.restarts);
+}

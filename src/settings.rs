@@ -1,0 +1,256 @@
+//! Configuration loading: built-in defaults → config file → `EGX__SECTION__KEY`
+//! environment → the original scripts' environment variables → command-line flags.
+//! Unknown keys and invalid values stop the program with the key and its origin named.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use egx_actors::config::{
+    ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, SinkConfig, SupervisorConfig, WriterConfig,
+};
+use egx_actors::key::KeyTemplate;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::LogFormat;
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// DEBUG, INFO, WARNING or ERROR.
+    pub level: String,
+    /// `auto`, `term` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "INFO".into(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Kafka cluster, topics, group.
+    pub kafka: KafkaConfig,
+    /// Object store.
+    pub sink: SinkConfig,
+    /// Kafka→store limits.
+    pub writer: WriterConfig,
+    /// What to fetch.
+    pub fetch: FetchConfig,
+    /// Restart policy.
+    pub supervisor: SupervisorConfig,
+    /// Fault injection for tests.
+    pub chaos: ChaosConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Which built-in defaults apply before the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defaults {
+    /// The embedded demo: in-process Kafka, local directory, synthetic source.
+    Embedded,
+    /// The original scripts': Kafka on localhost:9092, MinIO on localhost:9000.
+    OriginalScripts,
+}
+
+/// Environment variables of the original scripts, applied after `EGX__` variables.
+const ORIGINAL_ENV: [&str; 5] = [
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+    "MINIO_ENDPOINT",
+];
+
+impl Settings {
+    /// Loads the layers up to the environment (flags are applied by the caller).
+    pub fn load(
+        file: Option<&Path>,
+        defaults: Defaults,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        let origin = file.map_or_else(
+            || "built-in defaults".to_string(),
+            |p| p.display().to_string(),
+        );
+        if let Some(path) = file {
+            // Check the file alone first, so an error names the file and the key.
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let de = toml::Deserializer::new(&text);
+            serde_path_to_error::deserialize::<_, Settings>(de).map_err(|e| {
+                anyhow!(
+                    "config file {}: key `{}`: {}",
+                    path.display(),
+                    e.path(),
+                    e.inner().message()
+                )
+            })?;
+        }
+        let mut builder = config::Config::builder();
+        if defaults == Defaults::OriginalScripts {
+            builder = builder
+                .set_default("kafka.mode", "external")?
+                .set_default("sink.kind", "s3")?;
+        }
+        if let Some(path) = file {
+            builder = builder.add_source(
+                config::File::from(PathBuf::from(path)).format(config::FileFormat::Toml),
+            );
+        }
+        let mut builder = builder.add_source(
+            config::Environment::with_prefix("EGX")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("fetch.symbols")
+                .try_parsing(true),
+        );
+        builder = apply_original_env(builder, env)?;
+        let merged = builder.build().with_context(|| {
+            format!("cannot load configuration from {origin} and the environment")
+        })?;
+        let settings: Settings = serde_path_to_error::deserialize(merged).map_err(|e| {
+            anyhow!(
+                "configuration ({origin} + EGX__ environment): key `{}`: {}",
+                e.path(),
+                e.inner()
+            )
+        })?;
+        Ok(settings)
+    }
+
+    /// Validates every section; the error names the key and where the value came from.
+    pub fn validate(&self, origin: &str) -> Result<KeyTemplate> {
+        let wrap =
+            |e: egx_actors::config::ConfigError| anyhow!("invalid configuration ({origin}): {e}");
+        self.kafka.validate().map_err(wrap)?;
+        self.writer.validate().map_err(wrap)?;
+        self.fetch.validate().map_err(wrap)?;
+        self.supervisor.validate().map_err(wrap)?;
+        self.chaos.validate().map_err(wrap)?;
+        crate::logging::parse_level(&self.log.level)
+            .map_err(|e| anyhow!("invalid configuration ({origin}): log.level: {e}"))?;
+        self.sink.validate().map_err(wrap)
+    }
+
+    /// The configuration as TOML with secrets redacted.
+    pub fn to_redacted_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// True when Kafka runs in-process.
+    pub fn embedded_kafka(&self) -> bool {
+        self.kafka.mode == KafkaMode::Embedded
+    }
+}
+
+fn apply_original_env(
+    mut builder: config::ConfigBuilder<config::builder::DefaultState>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<config::ConfigBuilder<config::builder::DefaultState>> {
+    let keys = [
+        "kafka.bootstrap_servers",
+        "sink.access_key_id",
+        "sink.secret_access_key",
+        "sink.region",
+        "sink.endpoint",
+    ];
+    for (var, key) in ORIGINAL_ENV.iter().zip(keys) {
+        if let Some(value) = env(var).filter(|v| !v.is_empty()) {
+            builder = builder.set_override(key, value)?;
+        }
+    }
+    Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use egx_actors::config::SinkKind;
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_demo() {
+        let s = Settings::load(None, Defaults::Embedded, &no_env).unwrap();
+        assert!(s.embedded_kafka());
+        assert_eq!(s.sink.kind, SinkKind::Local);
+        let s = Settings::load(None, Defaults::OriginalScripts, &no_env).unwrap();
+        assert!(!s.embedded_kafka());
+        assert_eq!(s.sink.kind, SinkKind::S3);
+        assert_eq!(s.kafka.bootstrap_servers, "localhost:9092");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_the_file() {
+        let f = file("[kafka]\nbootstrap_server = \"x:1\"\n");
+        let err = Settings::load(Some(f.path()), Defaults::Embedded, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bootstrap_server"), "{err}");
+        assert!(err.contains(&f.path().display().to_string()), "{err}");
+        let f = file("[kafak]\n");
+        let err = Settings::load(Some(f.path()), Defaults::Embedded, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafak"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let f = file("[fetch]\ninterval = \"Hourly\"\n");
+        let err = Settings::load(Some(f.path()), Defaults::Embedded, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fetch.interval") && err.contains("Hourly"),
+            "{err}"
+        );
+        let f = file("[kafka]\npartitions = 0\n");
+        let s = Settings::load(Some(f.path()), Defaults::Embedded, &no_env).unwrap();
+        let err = s.validate("x.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("kafka.partitions") && err.contains("x.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn original_env_overrides_the_file_and_secrets_stay_hidden() {
+        let f = file(
+            "[kafka]\nmode = \"external\"\nbootstrap_servers = \"file:1\"\n[sink]\nkind = \"s3\"\n",
+        );
+        let env: HashMap<&str, &str> = [
+            ("KAFKA_BOOTSTRAP_SERVERS", "env:2"),
+            ("AWS_SECRET_ACCESS_KEY", "sentinel-secret-42"),
+            ("MINIO_ENDPOINT", "http://m:9000"),
+        ]
+        .into();
+        let lookup = |k: &str| env.get(k).map(|v| v.to_string());
+        let s = Settings::load(Some(f.path()), Defaults::Embedded, &lookup).unwrap();
+        assert_eq!(s.kafka.bootstrap_servers, "env:2");
+        assert_eq!(s.sink.endpoint, "http://m:9000");
+        assert_eq!(s.sink.secret_access_key.expose(), "sentinel-secret-42");
+        assert!(!s.to_redacted_toml().unwrap().contains("sentinel-secret-42"));
+        assert!(!format!("{s:?}").contains("sentinel-secret-42"));
+    }
+}
