@@ -1,1 +1,5 @@
-fn main() {}
+//! Integration tests. Those marked `#[ignore]` need the real Kafka broker and S3 server
+//! that `scripts/test.sh` starts; plain `cargo test` runs the rest.
+
+mod smoke;
+mod support;

@@ -7,7 +7,7 @@ mod s3;
 use futures::future::BoxFuture;
 
 pub use local::LocalDirSink;
-pub use s3::S3Sink;
+pub use s3::{client as s3_client, S3Sink};
 
 use crate::config::{SinkConfig, SinkKind};
 use crate::key::ObjectKey;
