@@ -1,5 +1,7 @@
 //! Integration tests. Those marked `#[ignore]` need the real Kafka broker and S3 server
 //! that `scripts/test.sh` starts; plain `cargo test` runs the rest.
 
+mod compose;
+mod pipeline;
 mod smoke;
 mod support;

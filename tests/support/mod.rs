@@ -61,7 +61,8 @@ pub async fn s3() -> Client {
     egx_actors::sink::s3_client(&sink_config("unused")).await
 }
 
-/// Every key under `prefix`, following continuation tokens.
+/// Every key under `prefix`, following continuation tokens (none while the bucket does
+/// not exist yet).
 pub async fn list_keys(client: &Client, bucket: &str, prefix: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut token = None;
@@ -72,8 +73,11 @@ pub async fn list_keys(client: &Client, bucket: &str, prefix: &str) -> Vec<Strin
             .prefix(prefix)
             .set_continuation_token(token.take())
             .send()
-            .await
-            .expect("ListObjectsV2");
+            .await;
+        let out = match out {
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) => return keys,
+            other => other.expect("ListObjectsV2"),
+        };
         keys.extend(
             out.contents()
                 .iter()
@@ -201,4 +205,214 @@ pub fn key_payload(m: &OwnedMessage) -> (String, Vec<u8>) {
         String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
         m.payload().unwrap_or_default().to_vec(),
     )
+}
+
+/// What the bucket holds compared with what the topic says it should hold.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BucketCheck {
+    /// Valid messages in the topic.
+    pub messages: usize,
+    /// Distinct object keys those messages map to.
+    pub expected_objects: usize,
+    /// Objects found under the prefix.
+    pub objects: usize,
+    /// Expected keys missing from the bucket.
+    pub lost: Vec<String>,
+    /// Keys in the bucket that no message maps to.
+    pub extra: Vec<String>,
+    /// Keys whose bytes differ from the latest message for that key.
+    pub wrong_bytes: Vec<String>,
+}
+
+impl BucketCheck {
+    /// True when the bucket is exactly what the topic implies.
+    pub fn is_exact(&self) -> bool {
+        self.lost.is_empty() && self.extra.is_empty() && self.wrong_bytes.is_empty()
+    }
+}
+
+/// The object each valid message of `messages` maps to (the latest offset wins per key,
+/// as messages of a key share a partition).
+pub fn expected_objects(
+    messages: &[OwnedMessage],
+    template: &egx_actors::KeyTemplate,
+) -> BTreeMap<String, Vec<u8>> {
+    let mut sorted: Vec<&OwnedMessage> = messages.iter().collect();
+    sorted.sort_by_key(|m| (m.partition(), m.offset()));
+    let mut out = BTreeMap::new();
+    for m in sorted {
+        if let Ok(record) = egx_actors::MarketRecord::decode(m.payload(), 1 << 20) {
+            out.insert(
+                template.render(&record).to_string(),
+                m.payload().unwrap_or_default().to_vec(),
+            );
+        }
+    }
+    out
+}
+
+/// Compares the bucket under the template's prefix with the topic's messages.
+pub async fn check_bucket(
+    client: &Client,
+    bucket: &str,
+    messages: &[OwnedMessage],
+    template: &egx_actors::KeyTemplate,
+) -> BucketCheck {
+    let expected = expected_objects(messages, template);
+    let keys = list_keys(client, bucket, template.prefix()).await;
+    let mut check = BucketCheck {
+        messages: messages
+            .iter()
+            .filter(|m| egx_actors::MarketRecord::decode(m.payload(), 1 << 20).is_ok())
+            .count(),
+        expected_objects: expected.len(),
+        objects: keys.len(),
+        ..BucketCheck::default()
+    };
+    check.lost = expected
+        .keys()
+        .filter(|k| keys.binary_search(k).is_err())
+        .cloned()
+        .collect();
+    check.extra = keys
+        .iter()
+        .filter(|k| !expected.contains_key(*k))
+        .cloned()
+        .collect();
+    for (key, bytes) in &expected {
+        if keys.binary_search(key).is_ok() && &get(client, bucket, key).await != bytes {
+            check.wrong_bytes.push(key.clone());
+        }
+    }
+    check
+}
+
+/// One past the last offset of each non-empty partition of a topic.
+pub fn end_offsets(topic: &str) -> BTreeMap<i32, i64> {
+    let cfg = kafka_config(topic, &unique("egx-test-probe"));
+    let mut ends = egx_actors::kafka::OffsetProbe::new(&cfg)
+        .expect("probe")
+        .end_offsets()
+        .expect("end offsets");
+    ends.retain(|_, end| *end > 0);
+    ends
+}
+
+/// Waits until `cond` holds or the deadline passes; true if it held.
+pub async fn eventually<F, Fut>(deadline: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// A config file for the binary pointing at the test services.
+pub fn config_file(topic: &str, bucket: &str, group: &str, extra: &str) -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let text = format!(
+        r#"[kafka]
+mode = "external"
+bootstrap_servers = "{kafka}"
+topic = "{topic}"
+dead_letter_topic = "{topic}.dlq"
+consumer_group = "{group}"
+partitions = 3
+session_timeout_ms = 10000
+
+[sink]
+kind = "s3"
+bucket = "{bucket}"
+endpoint = "{s3}"
+access_key_id = "minioadmin"
+
+[log]
+format = "json"
+{extra}
+"#,
+        kafka = kafka(),
+        s3 = s3_endpoint(),
+    );
+    let mut f = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp file");
+    f.write_all(text.as_bytes()).expect("write config");
+    f
+}
+
+/// The binary, with the test S3 secret in its environment (never in a file).
+pub fn binary() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_egx-pipeline"));
+    cmd.env("AWS_SECRET_ACCESS_KEY", "minioadmin");
+    cmd
+}
+
+/// A logger for tests: warnings and errors go to the captured test output.
+pub fn test_logger() -> slog::Logger {
+    use slog::Drain;
+    let decorator = slog_term::PlainSyncDecorator::new(slog_term::TestStdoutWriter);
+    let drain = slog_term::FullFormat::new(decorator)
+        .build()
+        .filter_level(slog::Level::Warning)
+        .fuse();
+    slog::Logger::root(drain, slog::o!())
+}
+
+/// A pipeline spec against the test services, with the synthetic source at a fixed instant.
+pub async fn pipeline_spec(
+    topic: &str,
+    bucket: &str,
+    group: &str,
+    symbols: &[&str],
+    n_bars: usize,
+) -> egx_actors::supervisor::PipelineSpec {
+    use chrono::TimeZone;
+    use egx_actors::config::{FetchConfig, WriterConfig};
+    use std::sync::Arc;
+    let sink = sink_config(bucket);
+    let now = chrono::Utc
+        .with_ymd_and_hms(2025, 3, 13, 12, 0, 0)
+        .single()
+        .expect("valid instant");
+    let clock: egx_actors::source::Clock = Arc::new(move || now);
+    egx_actors::supervisor::PipelineSpec {
+        kafka: kafka_config(topic, group),
+        sink: sink.clone(),
+        writer: WriterConfig {
+            commit_interval_ms: 200,
+            drain_timeout_ms: 10_000,
+            retry_max_ms: 1_000,
+            ..WriterConfig::default()
+        },
+        fetch: FetchConfig {
+            symbols: symbols
+                .iter()
+                .map(|s| egx_actors::Symbol::parse(s).expect("symbol"))
+                .collect(),
+            n_bars,
+            poll_interval_secs: 1,
+            ..FetchConfig::default()
+        },
+        supervisor: egx_actors::config::SupervisorConfig {
+            backoff_initial_ms: 50,
+            backoff_max_ms: 500,
+            ..Default::default()
+        },
+        chaos: egx_actors::config::ChaosConfig::default(),
+        produce: true,
+        consume: true,
+        once: true,
+        source: Arc::new(egx_actors::source::SyntheticSource::new(11, clock.clone())),
+        object_sink: egx_actors::sink::build(&sink).await,
+        clock,
+        log: test_logger(),
+    }
 }
