@@ -1,0 +1,272 @@
+//! Delivery rules under failure: injected panics and S3 errors never let a commit pass an
+//! unwritten record; too many restarts end the process non-zero; consumers joining and
+//! leaving the group lose nothing.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use egx_actors::config::ChaosConfig;
+use egx_actors::key::ObjectKey;
+use egx_actors::sink::{ObjectSink, PutOutcome, SinkError};
+use egx_actors::supervisor::{PipelineExit, Supervisor};
+use egx_actors::KeyTemplate;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use rdkafka::message::Message;
+
+use crate::support;
+
+/// An object store that fails a share of writes before they reach the real one.
+struct FlakySink {
+    inner: Arc<dyn ObjectSink>,
+    failure_rate: f64,
+}
+
+impl ObjectSink for FlakySink {
+    fn prepare(&self) -> BoxFuture<'static, Result<(), SinkError>> {
+        self.inner.prepare()
+    }
+    fn put(
+        &self,
+        key: ObjectKey,
+        body: Vec<u8>,
+    ) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
+        if rand::random::<f64>() < self.failure_rate {
+            let target = key.to_string();
+            return async move {
+                Err(SinkError {
+                    operation: "PUT",
+                    target,
+                    detail: "injected failure".into(),
+                })
+            }
+            .boxed();
+        }
+        self.inner.put(key, body)
+    }
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+}
+
+const SYMBOLS: [&str; 8] = [
+    "COMI", "ETEL", "HRHO", "TMGH", "EAST", "SWDY", "ABUK", "FWRY",
+];
+
+/// Verifies C(p) <= W(p) directly: every message below the committed offset has its object.
+async fn commits_are_backed_by_objects(
+    group: &str,
+    topic: &str,
+    bucket: &str,
+    expected_key: &BTreeMap<(i32, i64), String>,
+) -> usize {
+    let (g, t) = (group.to_string(), topic.to_string());
+    let committed = tokio::task::spawn_blocking(move || support::committed(&g, &t, 3))
+        .await
+        .expect("probe");
+    // Objects are only ever added, so listing after reading C sees everything written by then.
+    let keys = support::list_keys(&support::s3().await, bucket, "streaming/").await;
+    let mut checked = 0;
+    for ((p, o), key) in expected_key {
+        if committed.get(p).is_some_and(|c| o < c) {
+            assert!(
+                keys.binary_search(key).is_ok(),
+                "offset {o} of partition {p} committed (C={committed:?}) but {key} not written"
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+/// Panics in the S3Writer and the KafkaReader at random records, plus failing S3 writes:
+/// the committed offset never passes an unwritten record, and the final output is complete.
+#[actix_rt::test]
+#[ignore = "needs real Kafka and S3: run scripts/test.sh"]
+async fn commits_never_pass_unwritten_records_under_panics_and_s3_errors() {
+    let (topic, bucket, group) = (
+        support::unique("egx-chaos"),
+        support::unique("egx-chaos"),
+        support::unique("g"),
+    );
+    let mut produce = support::pipeline_spec(&topic, &bucket, &group, &SYMBOLS, 100).await;
+    produce.consume = false;
+    let (_, exit) = Supervisor::start(produce).expect("spec");
+    assert!(matches!(
+        exit.await.expect("exit"),
+        PipelineExit::Finished(_)
+    ));
+    let messages = support::read_topic(&topic, 800, Duration::from_secs(30));
+    assert_eq!(messages.len(), 800);
+    let template = KeyTemplate::default();
+    let expected_key: BTreeMap<(i32, i64), String> = messages
+        .iter()
+        .map(|m| {
+            let record = egx_actors::MarketRecord::decode(m.payload(), 1 << 20).expect("valid");
+            (
+                (m.partition(), m.offset()),
+                template.render(&record).to_string(),
+            )
+        })
+        .collect();
+
+    let mut consume = support::pipeline_spec(&topic, &bucket, &group, &SYMBOLS, 100).await;
+    consume.produce = false;
+    consume.chaos = ChaosConfig {
+        writer_panic_rate: 0.01,
+        reader_panic_rate: 0.004,
+    };
+    consume.supervisor.max_restarts = 1_000;
+    consume.writer.max_in_flight_per_partition = 16;
+    consume.writer.retry_initial_ms = 5;
+    consume.writer.retry_max_ms = 50;
+    consume.object_sink = Arc::new(FlakySink {
+        inner: consume.object_sink.clone(),
+        failure_rate: 0.1,
+    });
+    let (_, exit) = Supervisor::start(consume).expect("spec");
+    tokio::pin!(exit);
+    let mut checks = 0;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut exit => break outcome.expect("exit"),
+            () = tokio::time::sleep(Duration::from_millis(150)) => {
+                checks += commits_are_backed_by_objects(&group, &topic, &bucket, &expected_key).await;
+            }
+        }
+    };
+    let PipelineExit::Finished(summary) = outcome else {
+        panic!("pipeline did not finish: {outcome:?}")
+    };
+    assert!(summary.restarts > 0, "chaos caused restarts: {summary:?}");
+    assert!(
+        checks > 0,
+        "the commit check ran while records were being written"
+    );
+    commits_are_backed_by_objects(&group, &topic, &bucket, &expected_key).await;
+    let check = support::check_bucket(&support::s3().await, &bucket, &messages, &template).await;
+    assert!(check.is_exact(), "{check:?}");
+    assert_eq!(
+        support::committed(&group, &topic, 3),
+        support::end_offsets(&topic)
+    );
+}
+
+/// More restarts than the limit within the window end the process with exit code 3.
+#[test]
+#[ignore = "needs real Kafka and S3: run scripts/test.sh"]
+fn restart_limit_exits_non_zero() {
+    let (topic, bucket, group) = (
+        support::unique("egx-limit"),
+        support::unique("egx-limit"),
+        support::unique("g"),
+    );
+    let extra = "[fetch]\nsymbols = [\"COMI\"]\nn_bars = 2\n[chaos]\nwriter_panic_rate = 1.0\n[supervisor]\nmax_restarts = 2\nbackoff_initial_ms = 10\nbackoff_max_ms = 50\n";
+    let cfg = support::config_file(&topic, &bucket, &group, extra);
+    let out = support::binary()
+        .arg("--config")
+        .arg(cfg.path())
+        .args(["run", "--once"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "stderr: {stderr}");
+    assert!(
+        stderr.contains("gave up after too many actor restarts"),
+        "{stderr}"
+    );
+}
+
+fn bar_message(i: usize) -> (String, String) {
+    let symbol = format!("S{:02}", i % 30);
+    let minute = i / 30;
+    let payload = format!(
+        r#"{{"symbol":"{symbol}","exchange":"EGX","interval":"1 Minute","datetime":"2025-03-13T{:02}:{:02}:00+02:00","open":1.5,"high":2.0,"low":1.0,"close":1.75,"volume":{i}}}"#,
+        10 + minute / 60,
+        minute % 60
+    );
+    (symbol, payload)
+}
+
+async fn produce_bars(topic: &str, range: std::ops::Range<usize>) {
+    let messages: Vec<(String, String)> = range.map(bar_message).collect();
+    let refs: Vec<(Option<&[u8]>, &[u8])> = messages
+        .iter()
+        .map(|(k, v)| (Some(k.as_bytes()), v.as_bytes()))
+        .collect();
+    support::produce(topic, &refs).await;
+}
+
+fn spawn_consumer(config: &std::path::Path) -> Child {
+    support::binary()
+        .arg("--config")
+        .arg(config)
+        .arg("consume")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("consumer starts")
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    child.wait().expect("consumer exits")
+}
+
+/// A second consumer joins and leaves mid-run: the group loses nothing and duplicates nothing.
+#[tokio::test]
+#[ignore = "needs real Kafka and S3: run scripts/test.sh"]
+async fn consumers_joining_and_leaving_lose_nothing() {
+    let (topic, bucket, group) = (
+        support::unique("egx-rebal"),
+        support::unique("egx-rebal"),
+        support::unique("g"),
+    );
+    support::create_topic(&topic, 3).await;
+    produce_bars(&topic, 0..1_500).await;
+    let cfg = support::config_file(
+        &topic,
+        &bucket,
+        &group,
+        "[writer]\nmax_concurrent_writes = 4\ncommit_interval_ms = 200\n",
+    );
+    let s3 = support::s3().await;
+    let count = |at_least: usize| {
+        let (s3, bucket) = (s3.clone(), bucket.clone());
+        move || {
+            let (s3, bucket) = (s3.clone(), bucket.clone());
+            async move { support::list_keys(&s3, &bucket, "streaming/").await.len() >= at_least }
+        }
+    };
+    let mut a = spawn_consumer(cfg.path());
+    assert!(
+        support::eventually(Duration::from_secs(60), count(100)).await,
+        "consumer A writes"
+    );
+    let mut b = spawn_consumer(cfg.path());
+    assert!(
+        support::eventually(Duration::from_secs(60), count(700)).await,
+        "the group keeps writing while B joins"
+    );
+    assert!(terminate(&mut b).success(), "B drains and leaves cleanly");
+    produce_bars(&topic, 1_500..2_000).await;
+    let ends = support::end_offsets(&topic);
+    let (g, t) = (group.clone(), topic.clone());
+    let done = support::eventually(Duration::from_secs(120), move || {
+        let (g, t, ends) = (g.clone(), t.clone(), ends.clone());
+        async move { support::committed(&g, &t, 3) == ends }
+    })
+    .await;
+    assert!(terminate(&mut a).success(), "A drains and leaves cleanly");
+    assert!(done, "everything committed after B left");
+    let messages = support::read_topic(&topic, 2_000, Duration::from_secs(30));
+    let check = support::check_bucket(&s3, &bucket, &messages, &KeyTemplate::default()).await;
+    assert!(check.is_exact(), "{check:?}");
+    assert_eq!(check.objects, 2_000);
+}
