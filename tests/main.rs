@@ -2,6 +2,7 @@
 //! that `scripts/test.sh` starts; plain `cargo test` runs the rest.
 
 mod compose;
+mod dead_letter;
 mod delivery;
 mod pipeline;
 mod smoke;
