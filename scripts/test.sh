@@ -24,6 +24,17 @@ export EGX_TEST_KAFKA="127.0.0.1:${KAFKA_PORT:-9092}"
 export EGX_TEST_S3="http://127.0.0.1:${S3_PORT:-9000}"
 export EGX_SERVICES_SCRIPT="$services"
 
+# A plain Python Kafka client (kafka-python from PyPI) for the interoperability tests.
+cache="${EGX_CACHE_DIR:-$repo/.cache}"
+py="$cache/py"
+kafka_python="kafka-python==3.0.12"
+if [ ! -x "$py/bin/python" ] || ! "$py/bin/python" -c "import kafka" 2>/dev/null; then
+  echo "== installing $kafka_python into $py"
+  python3 -m venv "$py"
+  "$py/bin/pip" install --quiet --disable-pip-version-check "$kafka_python"
+fi
+export EGX_PYTHON="$py/bin/python"
+
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -123,11 +123,7 @@ fn compose_declares_the_services_and_their_init_jobs() {
         let test = &service(&c, target)["healthcheck"]["test"];
         assert!(test.is_sequence(), "{target}: no healthcheck");
         let cond = service(&c, init)["depends_on"][target]["condition"].as_str();
-        assert_eq!(
-            cond,
-            Some("service_healthy"),
-            "{init} must wait for {target}"
-        );
+        assert_eq!(cond, Some("service_healthy"), "{init} waits");
     }
 }
 
@@ -137,10 +133,9 @@ fn kafka_is_published_and_advertised_on_localhost_9092() {
     let c = compose();
     let kafka = service(&c, "kafka");
     let roles = env_var(kafka, "KAFKA_PROCESS_ROLES");
-    assert!(
-        roles.contains("broker") && roles.contains("controller"),
-        "{roles}"
-    );
+    for role in ["broker", "controller"] {
+        assert!(roles.contains(role), "{roles}");
+    }
     assert_eq!(host_port(kafka, 9092), 9092);
     let advertised = env_var(kafka, "KAFKA_ADVERTISED_LISTENERS");
     let on_localhost = advertised
@@ -167,10 +162,8 @@ fn minio_publishes_api_and_console_with_dev_credentials() {
     assert_eq!(env_var(minio, "MINIO_ROOT_USER"), "minioadmin");
     assert_eq!(env_var(minio, "MINIO_ROOT_PASSWORD"), "minioadmin");
     let init = script(service(&c, "minio-init"));
-    assert!(
-        init.contains("mc mb --ignore-existing local/egx-data-bucket"),
-        "{init}"
-    );
+    let make_bucket = "mc mb --ignore-existing local/egx-data-bucket";
+    assert!(init.contains(make_bucket), "{init}");
 }
 
 /// kafka-init creates the data and dead-letter topics exactly as config/dev.toml sizes them.
@@ -192,10 +185,7 @@ fn kafka_init_creates_the_topics_dev_toml_expects() {
             .iter()
             .find(|t| flag(t, "--topic").as_deref() == Some(name))
             .unwrap_or_else(|| panic!("kafka-init does not create {name}:\n{init}"));
-        assert!(
-            tokens.contains(&"--if-not-exists"),
-            "{name}: --if-not-exists"
-        );
+        assert!(tokens.contains(&"--if-not-exists"), "{name}");
         let partitions = kafka["partitions"].as_integer().unwrap().to_string();
         assert_eq!(flag(tokens, "--partitions"), Some(partitions), "{name}");
         assert_eq!(flag(tokens, "--replication-factor").as_deref(), Some("1"));
@@ -210,10 +200,8 @@ fn dev_toml_targets_the_compose_services() {
     let (c, dev) = (compose(), dev_toml());
     let kafka_port = host_port(service(&c, "kafka"), 9092);
     let advertised = env_var(service(&c, "kafka"), "KAFKA_ADVERTISED_LISTENERS");
-    assert!(
-        advertised.contains(&format!("//localhost:{kafka_port}")),
-        "{advertised}"
-    );
+    let listener = format!("//localhost:{kafka_port}");
+    assert!(advertised.contains(&listener), "{advertised}");
     assert_eq!(dev["kafka"]["mode"].as_str(), Some("external"));
     let bootstrap = dev["kafka"]["bootstrap_servers"].as_str();
     assert_eq!(bootstrap, Some(format!("localhost:{kafka_port}").as_str()));
@@ -223,17 +211,11 @@ fn dev_toml_targets_the_compose_services() {
     assert_eq!(sink["kind"].as_str(), Some("s3"));
     let endpoint = format!("http://localhost:{minio_port}");
     assert_eq!(sink["endpoint"].as_str(), Some(endpoint.as_str()));
-    assert_eq!(
-        sink["force_path_style"].as_bool(),
-        Some(true),
-        "MinIO needs path style"
-    );
+    assert_eq!(sink["force_path_style"].as_bool(), Some(true), "MinIO");
     let bucket = sink["bucket"].as_str().unwrap();
     let init = script(service(&c, "minio-init"));
-    assert!(
-        init.contains(&format!(" local/{bucket}\n")),
-        "no bucket {bucket}: {init}"
-    );
+    let make_bucket = format!(" local/{bucket}\n");
+    assert!(init.contains(&make_bucket), "{init}");
 }
 
 /// Every config/*.toml passes `check-config`; no file holds a secret and none is printed.
@@ -245,22 +227,14 @@ fn every_config_file_passes_check_config_without_leaking_secrets() {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 3,
-        "default, dev, production example: {files:?}"
-    );
+    assert!(files.len() >= 3, "{files:?}");
     for file in &files {
         let parsed: toml::Value = toml::from_str(&std::fs::read_to_string(file).unwrap())
             .unwrap_or_else(|e| panic!("{file:?}: {e}"));
         let get = |section: &str, key: &str| parsed.get(section).and_then(|s| s.get(key));
-        assert!(
-            get("kafka", "sasl_password").is_none(),
-            "{file:?}: sasl_password"
-        );
-        assert!(
-            get("sink", "secret_access_key").is_none(),
-            "{file:?}: secret key"
-        );
+        for (section, key) in [("kafka", "sasl_password"), ("sink", "secret_access_key")] {
+            assert!(get(section, key).is_none(), "{file:?}: {key}");
+        }
         let key_id = get("sink", "access_key_id").and_then(|v| v.as_str());
         assert!(key_id.unwrap_or("").is_empty(), "{file:?}: access_key_id");
 
@@ -270,10 +244,7 @@ fn every_config_file_passes_check_config_without_leaking_secrets() {
         assert!(out.status.success(), "{file:?} rejected:\n{stderr}");
         let leaked = stdout.contains(SENTINEL) || stderr.contains(SENTINEL);
         assert!(!leaked, "{file:?}: check-config printed a secret");
-        assert!(
-            stdout.contains("<redacted>"),
-            "{file:?}: secrets not shown redacted"
-        );
+        assert!(stdout.contains("<redacted>"), "{file:?}: {stdout}");
     }
 }
 

@@ -4,6 +4,7 @@
 mod compose;
 mod dead_letter;
 mod delivery;
+mod interop;
 mod pipeline;
 mod smoke;
 mod support;
