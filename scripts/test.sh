@@ -39,4 +39,12 @@ echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test (including the real-service tests)"
-cargo test --workspace --locked "$@" -- --include-ignored
+log="$(mktemp)"
+status=0
+cargo test --workspace --locked "$@" -- --include-ignored 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary, the last often a
+# doc-test binary with 0 tests).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, g }' "$log"
+rm -f "$log"
+exit "$status"

@@ -101,6 +101,11 @@ fn apply_produce_flags(settings: &mut Settings, a: &ProduceArgs, has_file: bool)
         // Original behaviour: no --poll-interval means fetch once and exit.
         settings.fetch.poll_interval_secs = 0;
     }
+    let fetch = &settings.fetch;
+    if fetch.interval.is_intraday() && fetch.poll_interval_secs == 0 && (fetch.start_date.is_none() || fetch.end_date.is_none()) {
+        // As the original producer: intraday history is fetched for an explicit date range.
+        return Err(anyhow!("--start-date and --end-date are required for intraday intervals when fetching once"));
+    }
     if let Some(e) = &a.exchange {
         settings.fetch.exchange = e.to_ascii_uppercase();
     }

@@ -18,7 +18,10 @@ use crate::source::{Clock, FetchRequest, Source};
 /// The last bars each Fetcher published, kept outside the actors so that a restarted
 /// Fetcher does not publish everything again. Cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
-pub struct CursorStore(Arc<Mutex<HashMap<(Symbol, Interval), BTreeMap<DateTime<Utc>, Bar>>>>);
+pub struct CursorStore(Arc<Mutex<HashMap<(Symbol, Interval), Cursor>>>);
+
+/// The last confirmed version of each recent bar of one (symbol, interval).
+type Cursor = BTreeMap<DateTime<Utc>, Bar>;
 
 impl CursorStore {
     /// The bars of `fetched` that differ from (or are missing in) the cursor.
