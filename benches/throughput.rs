@@ -28,8 +28,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, TimeZone, Utc};
 use clap::Parser;
 use egx_actors::config::{
-    ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, Secret, SinkConfig, SinkKind,
-    SupervisorConfig, WriterConfig,
+    ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, Secret, SinkConfig, SinkKind, SupervisorConfig,
+    WriterConfig,
 };
 use egx_actors::market::{Bar, Interval, Symbol};
 use egx_actors::messages::{PublishBars, Stop};
@@ -197,10 +197,7 @@ impl Bench {
             kafka: self.kafka_config(topic),
             object_sink: egx_actors::sink::build(&sink).await,
             sink,
-            writer: WriterConfig {
-                commit_interval_ms: COMMIT_INTERVAL_MS,
-                ..WriterConfig::default()
-            },
+            writer: WriterConfig { commit_interval_ms: COMMIT_INTERVAL_MS, ..WriterConfig::default() },
             fetch: FetchConfig {
                 symbols: self.symbols.clone(),
                 n_bars: self.n_bars,
@@ -228,11 +225,7 @@ impl Bench {
         let bars = self.bars();
         let start = Instant::now();
         let sends = bars.into_iter().map(|bars| {
-            publisher.send(PublishBars {
-                bars,
-                source: "synthetic".into(),
-                fetched_at: self.now,
-            })
+            publisher.send(PublishBars { bars, source: "synthetic".into(), fetched_at: self.now })
         });
         let mut count = 0;
         for receipt in join_all(sends).await {
@@ -240,12 +233,7 @@ impl Bench {
         }
         let elapsed = start.elapsed();
         publisher.send(Stop).await?;
-        Ok(Row {
-            step: "produce: Publisher actor, PublishBars",
-            concurrency: None,
-            count,
-            elapsed,
-        })
+        Ok(Row { step: "produce: Publisher actor, PublishBars", concurrency: None, count, elapsed })
     }
 
     /// A produce-only `once` run, from start to `Finished` (topics exist beforehand).
@@ -259,12 +247,7 @@ impl Bench {
         if !summary.fetch_failures.is_empty() {
             bail!("fetches failed: {:?}", summary.fetch_failures);
         }
-        Ok(Row {
-            step: "produce: pipeline once run",
-            concurrency: None,
-            count: summary.published,
-            elapsed,
-        })
+        Ok(Row { step: "produce: pipeline once run", concurrency: None, count: summary.published, elapsed })
     }
 
     /// A consume-only `once` run into a fresh bucket, from start to `Finished`.
@@ -292,11 +275,7 @@ impl Bench {
     }
 
     /// Plain PutObject calls of the pipeline's keys and bodies from `concurrency` tasks.
-    async fn raw_put(
-        &self,
-        objects: Arc<Vec<(String, Vec<u8>)>>,
-        concurrency: usize,
-    ) -> Result<Row> {
+    async fn raw_put(&self, objects: Arc<Vec<(String, Vec<u8>)>>, concurrency: usize) -> Result<Row> {
         let bucket = unique("egx-bench");
         let sink = self.sink_config(&bucket);
         let client = egx_actors::sink::s3_client(&sink).await;
@@ -304,12 +283,8 @@ impl Bench {
         let next = Arc::new(AtomicUsize::new(0));
         let start = Instant::now();
         let tasks = (0..concurrency).map(|_| {
-            let (client, bucket, objects, next) = (
-                client.clone(),
-                bucket.clone(),
-                objects.clone(),
-                next.clone(),
-            );
+            let (client, bucket, objects, next) =
+                (client.clone(), bucket.clone(), objects.clone(), next.clone());
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -352,51 +327,27 @@ async fn finished(spec: PipelineSpec) -> Result<PipelineSummary> {
 
 fn print_table(bench: &Bench, rows: &[Row], body_bytes: usize) {
     let line = "-".repeat(86);
-    println!(
-        "\negx-pipeline throughput (Kafka {}, S3 {})",
-        bench.kafka, bench.s3
-    );
+    println!("\negx-pipeline throughput (Kafka {}, S3 {})", bench.kafka, bench.s3);
     println!("{line}");
-    println!(
-        "{:<40} {:>5} {:>10} {:>11} {:>14}",
-        "figure", "C", "messages", "seconds", "per second"
-    );
+    println!("{:<40} {:>5} {:>10} {:>11} {:>14}", "figure", "C", "messages", "seconds", "per second");
     println!("{line}");
     for r in rows {
         let c = r.concurrency.map_or("-".into(), |c| c.to_string());
         let secs = r.elapsed.as_secs_f64();
         let rate = r.count as f64 / secs.max(f64::EPSILON);
-        println!(
-            "{:<40} {:>5} {:>10} {:>11.3} {:>14.0}",
-            r.step, c, r.count, secs, rate
-        );
+        println!("{:<40} {:>5} {:>10} {:>11.3} {:>14.0}", r.step, c, r.count, secs, rate);
     }
     println!("{line}");
     let writer = WriterConfig::default();
     let params = [
-        (
-            "symbols x bars",
-            format!("{} x {} (Daily)", bench.symbols.len(), bench.n_bars),
-        ),
+        ("symbols x bars", format!("{} x {} (Daily)", bench.symbols.len(), bench.n_bars)),
         ("message size", format!("~{body_bytes} bytes")),
-        (
-            "topic partitions",
-            KafkaConfig::default().partitions.to_string(),
-        ),
+        ("topic partitions", KafkaConfig::default().partitions.to_string()),
         ("writer.commit_interval_ms", COMMIT_INTERVAL_MS.to_string()),
-        (
-            "writer.max_in_flight_per_partition",
-            writer.max_in_flight_per_partition.to_string(),
-        ),
+        ("writer.max_in_flight_per_partition", writer.max_in_flight_per_partition.to_string()),
         ("runtime", "actix System (single-threaded tokio)".into()),
-        (
-            "cores",
-            std::thread::available_parallelism().map_or("?".into(), |n| n.to_string()),
-        ),
-        (
-            "peak RSS (VmHWM)",
-            peak_rss().unwrap_or_else(|| "unknown".into()),
-        ),
+        ("cores", std::thread::available_parallelism().map_or("?".into(), |n| n.to_string())),
+        ("peak RSS (VmHWM)", peak_rss().unwrap_or_else(|| "unknown".into())),
     ];
     for (name, value) in params {
         println!("{name:<40} {value}");
@@ -433,9 +384,6 @@ fn unique(prefix: &str) -> String {
 fn quiet_logger() -> Logger {
     let decorator = slog_term::TermDecorator::new().stderr().build();
     let drain = slog_term::FullFormat::new(decorator).build().fuse();
-    let drain = std::sync::Mutex::new(drain)
-        .fuse()
-        .filter_level(slog::Level::Warning)
-        .fuse();
+    let drain = std::sync::Mutex::new(drain).fuse().filter_level(slog::Level::Warning).fuse();
     Logger::root(drain, o!())
 }

@@ -44,24 +44,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         settings.log.format = format;
     }
     let plan = apply_flags(&mut settings, &cli)?;
-    let origin = cli
-        .config
-        .as_ref()
-        .map_or("built-in defaults".into(), |p| p.display().to_string());
+    let origin = cli.config.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string());
     settings.validate(&origin)?;
     if matches!(cli.command, Command::CheckConfig) {
         print!("{}", settings.to_redacted_toml()?);
         return Ok(ExitCode::SUCCESS);
     }
     if plan.produce && settings.fetch.symbols.is_empty() {
-        return Err(anyhow!(
-            "no symbols to fetch: pass --symbols or set fetch.symbols"
-        ));
+        return Err(anyhow!("no symbols to fetch: pass --symbols or set fetch.symbols"));
     }
-    let log = logging::logger(
-        logging::parse_level(&settings.log.level)?,
-        settings.log.format,
-    );
+    let log = logging::logger(logging::parse_level(&settings.log.level)?, settings.log.format);
     let code = actix::System::new().block_on(pipeline(settings, plan, log))?;
     Ok(code)
 }
@@ -102,9 +94,14 @@ fn apply_produce_flags(settings: &mut Settings, a: &ProduceArgs, has_file: bool)
         settings.fetch.poll_interval_secs = 0;
     }
     let fetch = &settings.fetch;
-    if fetch.interval.is_intraday() && fetch.poll_interval_secs == 0 && (fetch.start_date.is_none() || fetch.end_date.is_none()) {
+    if fetch.interval.is_intraday()
+        && fetch.poll_interval_secs == 0
+        && (fetch.start_date.is_none() || fetch.end_date.is_none())
+    {
         // As the original producer: intraday history is fetched for an explicit date range.
-        return Err(anyhow!("--start-date and --end-date are required for intraday intervals when fetching once"));
+        return Err(anyhow!(
+            "--start-date and --end-date are required for intraday intervals when fetching once"
+        ));
     }
     if let Some(e) = &a.exchange {
         settings.fetch.exchange = e.to_ascii_uppercase();
@@ -153,33 +150,17 @@ fn apply_flags(settings: &mut Settings, cli: &Cli) -> Result<Plan> {
     Ok(match &cli.command {
         Command::Run(a) => {
             apply_fetch_flags(settings, &a.fetch)?;
-            Plan {
-                produce: true,
-                consume: true,
-                once: a.once,
-            }
+            Plan { produce: true, consume: true, once: a.once }
         }
         Command::Produce(a) => {
             apply_produce_flags(settings, a, cli.config.is_some())?;
-            Plan {
-                produce: true,
-                consume: false,
-                once: settings.fetch.poll_interval_secs == 0,
-            }
+            Plan { produce: true, consume: false, once: settings.fetch.poll_interval_secs == 0 }
         }
         Command::Consume(a) => {
             apply_consume_flags(settings, a);
-            Plan {
-                produce: false,
-                consume: true,
-                once: a.once,
-            }
+            Plan { produce: false, consume: true, once: a.once }
         }
-        Command::CheckConfig => Plan {
-            produce: false,
-            consume: false,
-            once: true,
-        },
+        Command::CheckConfig => Plan { produce: false, consume: false, once: true },
     })
 }
 
@@ -230,11 +211,10 @@ async fn pipeline(settings: Settings, plan: Plan, log: Logger) -> Result<ExitCod
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -253,10 +233,7 @@ fn report(outcome: PipelineExit, settings: &Settings, plan: &Plan) -> ExitCode {
             if summary.fetch_failures.is_empty() {
                 ExitCode::SUCCESS
             } else {
-                eprintln!(
-                    "egx-pipeline: some fetches failed:\n  {}",
-                    summary.fetch_failures.join("\n  ")
-                );
+                eprintln!("egx-pipeline: some fetches failed:\n  {}", summary.fetch_failures.join("\n  "));
                 ExitCode::from(EXIT_FAILED)
             }
         }
@@ -272,30 +249,15 @@ fn report(outcome: PipelineExit, settings: &Settings, plan: &Plan) -> ExitCode {
 }
 
 fn print_summary(s: &PipelineSummary, settings: &Settings, plan: &Plan) {
-    let offsets: Vec<String> = s
-        .committed
-        .iter()
-        .map(|(p, o)| format!("p{p}={o}"))
-        .collect();
+    let offsets: Vec<String> = s.committed.iter().map(|(p, o)| format!("p{p}={o}")).collect();
     let objects = match settings.sink.kind {
-        SinkKind::Local => settings
-            .sink
-            .local_dir
-            .join(&settings.sink.prefix)
-            .display()
-            .to_string(),
-        SinkKind::S3 => format!(
-            "s3://{}/{} ({})",
-            settings.sink.bucket, settings.sink.prefix, s.location
-        ),
+        SinkKind::Local => settings.sink.local_dir.join(&settings.sink.prefix).display().to_string(),
+        SinkKind::S3 => format!("s3://{}/{} ({})", settings.sink.bucket, settings.sink.prefix, s.location),
     };
     println!("egx-pipeline finished");
     if plan.produce {
         println!("  bars fetched:        {}", s.fetched);
-        println!(
-            "  messages published:  {} (topic {})",
-            s.published, settings.kafka.topic
-        );
+        println!("  messages published:  {} (topic {})", s.published, settings.kafka.topic);
     }
     if plan.consume {
         println!("  records consumed:    {}", s.reader.consumed);
@@ -306,11 +268,7 @@ fn print_summary(s: &PipelineSummary, settings: &Settings, plan: &Plan) {
         );
         println!(
             "  committed offsets:   {}",
-            if offsets.is_empty() {
-                "none".into()
-            } else {
-                offsets.join(" ")
-            }
+            if offsets.is_empty() { "none".into() } else { offsets.join(" ") }
         );
         println!("  objects under:       {objects}");
     }

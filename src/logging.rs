@@ -28,21 +28,12 @@ pub fn logger(level: Level, format: LogFormat) -> Logger {
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
     if json {
-        let d = slog_json::Json::new(std::io::stderr())
-            .add_default_keys()
-            .build()
-            .fuse();
-        Logger::root(
-            std::sync::Mutex::new(d).fuse().filter_level(level).fuse(),
-            o!(),
-        )
+        let d = slog_json::Json::new(std::io::stderr()).add_default_keys().build().fuse();
+        Logger::root(std::sync::Mutex::new(d).fuse().filter_level(level).fuse(), o!())
     } else {
         let decorator = slog_term::TermDecorator::new().stderr().build();
         let d = slog_term::FullFormat::new(decorator).build().fuse();
-        Logger::root(
-            std::sync::Mutex::new(d).fuse().filter_level(level).fuse(),
-            o!(),
-        )
+        Logger::root(std::sync::Mutex::new(d).fuse().filter_level(level).fuse(), o!())
     }
 }
 

@@ -25,10 +25,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            level: "INFO".into(),
-            format: LogFormat::Auto,
-        }
+        Self { level: "INFO".into(), format: LogFormat::Auto }
     }
 }
 
@@ -62,13 +59,8 @@ pub enum Defaults {
 }
 
 /// Environment variables of the original scripts, applied after `EGX__` variables.
-const ORIGINAL_ENV: [&str; 5] = [
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_REGION",
-    "MINIO_ENDPOINT",
-];
+const ORIGINAL_ENV: [&str; 5] =
+    ["KAFKA_BOOTSTRAP_SERVERS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "MINIO_ENDPOINT"];
 
 impl Settings {
     /// Loads the layers up to the environment (flags are applied by the caller).
@@ -77,34 +69,23 @@ impl Settings {
         defaults: Defaults,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self> {
-        let origin = file.map_or_else(
-            || "built-in defaults".to_string(),
-            |p| p.display().to_string(),
-        );
+        let origin = file.map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string());
         if let Some(path) = file {
             // Check the file alone first, so an error names the file and the key.
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
             let de = toml::Deserializer::new(&text);
             serde_path_to_error::deserialize::<_, Settings>(de).map_err(|e| {
-                anyhow!(
-                    "config file {}: key `{}`: {}",
-                    path.display(),
-                    e.path(),
-                    e.inner().message()
-                )
+                anyhow!("config file {}: key `{}`: {}", path.display(), e.path(), e.inner().message())
             })?;
         }
         let mut builder = config::Config::builder();
         if defaults == Defaults::OriginalScripts {
-            builder = builder
-                .set_default("kafka.mode", "external")?
-                .set_default("sink.kind", "s3")?;
+            builder = builder.set_default("kafka.mode", "external")?.set_default("sink.kind", "s3")?;
         }
         if let Some(path) = file {
-            builder = builder.add_source(
-                config::File::from(PathBuf::from(path)).format(config::FileFormat::Toml),
-            );
+            builder =
+                builder.add_source(config::File::from(PathBuf::from(path)).format(config::FileFormat::Toml));
         }
         let mut builder = builder.add_source(
             config::Environment::with_prefix("EGX")
@@ -115,23 +96,18 @@ impl Settings {
                 .try_parsing(true),
         );
         builder = apply_original_env(builder, env)?;
-        let merged = builder.build().with_context(|| {
-            format!("cannot load configuration from {origin} and the environment")
-        })?;
+        let merged = builder
+            .build()
+            .with_context(|| format!("cannot load configuration from {origin} and the environment"))?;
         let settings: Settings = serde_path_to_error::deserialize(merged).map_err(|e| {
-            anyhow!(
-                "configuration ({origin} + EGX__ environment): key `{}`: {}",
-                e.path(),
-                e.inner()
-            )
+            anyhow!("configuration ({origin} + EGX__ environment): key `{}`: {}", e.path(), e.inner())
         })?;
         Ok(settings)
     }
 
     /// Validates every section; the error names the key and where the value came from.
     pub fn validate(&self, origin: &str) -> Result<KeyTemplate> {
-        let wrap =
-            |e: egx_actors::config::ConfigError| anyhow!("invalid configuration ({origin}): {e}");
+        let wrap = |e: egx_actors::config::ConfigError| anyhow!("invalid configuration ({origin}): {e}");
         self.kafka.validate().map_err(wrap)?;
         self.writer.validate().map_err(wrap)?;
         self.fetch.validate().map_err(wrap)?;
@@ -203,42 +179,28 @@ mod tests {
     #[test]
     fn unknown_keys_name_the_key_and_the_file() {
         let f = file("[kafka]\nbootstrap_server = \"x:1\"\n");
-        let err = Settings::load(Some(f.path()), Defaults::Embedded, &no_env)
-            .unwrap_err()
-            .to_string();
+        let err = Settings::load(Some(f.path()), Defaults::Embedded, &no_env).unwrap_err().to_string();
         assert!(err.contains("bootstrap_server"), "{err}");
         assert!(err.contains(&f.path().display().to_string()), "{err}");
         let f = file("[kafak]\n");
-        let err = Settings::load(Some(f.path()), Defaults::Embedded, &no_env)
-            .unwrap_err()
-            .to_string();
+        let err = Settings::load(Some(f.path()), Defaults::Embedded, &no_env).unwrap_err().to_string();
         assert!(err.contains("kafak"), "{err}");
     }
 
     #[test]
     fn bad_values_name_the_key() {
         let f = file("[fetch]\ninterval = \"Hourly\"\n");
-        let err = Settings::load(Some(f.path()), Defaults::Embedded, &no_env)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("fetch.interval") && err.contains("Hourly"),
-            "{err}"
-        );
+        let err = Settings::load(Some(f.path()), Defaults::Embedded, &no_env).unwrap_err().to_string();
+        assert!(err.contains("fetch.interval") && err.contains("Hourly"), "{err}");
         let f = file("[kafka]\npartitions = 0\n");
         let s = Settings::load(Some(f.path()), Defaults::Embedded, &no_env).unwrap();
         let err = s.validate("x.toml").unwrap_err().to_string();
-        assert!(
-            err.contains("kafka.partitions") && err.contains("x.toml"),
-            "{err}"
-        );
+        assert!(err.contains("kafka.partitions") && err.contains("x.toml"), "{err}");
     }
 
     #[test]
     fn original_env_overrides_the_file_and_secrets_stay_hidden() {
-        let f = file(
-            "[kafka]\nmode = \"external\"\nbootstrap_servers = \"file:1\"\n[sink]\nkind = \"s3\"\n",
-        );
+        let f = file("[kafka]\nmode = \"external\"\nbootstrap_servers = \"file:1\"\n[sink]\nkind = \"s3\"\n");
         let env: HashMap<&str, &str> = [
             ("KAFKA_BOOTSTRAP_SERVERS", "env:2"),
             ("AWS_SECRET_ACCESS_KEY", "sentinel-secret-42"),

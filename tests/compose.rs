@@ -9,13 +9,8 @@ use serde_yaml_ng::Value;
 
 const SENTINEL: &str = "sentinel-XYZ";
 /// The original scripts' variables, which would override the files under test.
-const ORIGINAL_ENV: [&str; 5] = [
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_REGION",
-    "MINIO_ENDPOINT",
-];
+const ORIGINAL_ENV: [&str; 5] =
+    ["KAFKA_BOOTSTRAP_SERVERS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "MINIO_ENDPOINT"];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -106,9 +101,7 @@ fn check_config(file: Option<&Path>) -> Output {
             cmd.env_remove(&key);
         }
     }
-    cmd.env("AWS_SECRET_ACCESS_KEY", SENTINEL)
-        .env("EGX__KAFKA__SASL_PASSWORD", SENTINEL)
-        .current_dir(root());
+    cmd.env("AWS_SECRET_ACCESS_KEY", SENTINEL).env("EGX__KAFKA__SASL_PASSWORD", SENTINEL).current_dir(root());
     if let Some(file) = file {
         cmd.arg("--config").arg(file);
     }
@@ -138,9 +131,7 @@ fn kafka_is_published_and_advertised_on_localhost_9092() {
     }
     assert_eq!(host_port(kafka, 9092), 9092);
     let advertised = env_var(kafka, "KAFKA_ADVERTISED_LISTENERS");
-    let on_localhost = advertised
-        .split(',')
-        .any(|l| l == "PLAINTEXT://localhost:9092");
+    let on_localhost = advertised.split(',').any(|l| l == "PLAINTEXT://localhost:9092");
     assert!(on_localhost, "{advertised}");
     let map = env_var(kafka, "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP");
     assert!(map.split(',').any(|m| m == "PLAINTEXT:PLAINTEXT"), "{map}");
@@ -254,8 +245,5 @@ fn default_toml_is_the_built_in_default() {
     let with_file = check_config(Some(&root().join("config/default.toml")));
     let without = check_config(None);
     assert!(with_file.status.success() && without.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&with_file.stdout),
-        String::from_utf8_lossy(&without.stdout)
-    );
+    assert_eq!(String::from_utf8_lossy(&with_file.stdout), String::from_utf8_lossy(&without.stdout));
 }

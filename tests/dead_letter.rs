@@ -24,11 +24,8 @@ fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
 #[actix_rt::test]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]
 async fn invalid_records_go_to_the_dead_letter_topic_with_a_reason() {
-    let (topic, bucket, group) = (
-        support::unique("egx-dlq"),
-        support::unique("egx-dlq"),
-        support::unique("g"),
-    );
+    let (topic, bucket, group) =
+        (support::unique("egx-dlq"), support::unique("egx-dlq"), support::unique("g"));
     support::create_topic(&topic, 3).await;
     let huge = format!(
         r#"{{"symbol":"COMI","interval":"Daily","datetime":"2025-01-20","open":1,"high":1,"low":1,"close":1,"pad":"{}"}}"#,
@@ -49,10 +46,8 @@ async fn invalid_records_go_to_the_dead_letter_topic_with_a_reason() {
         br#"{"symbol":"COMI","interval":"5 Minute","datetime":"2025-01-20T09:35:00","value":45.75,"field":"close","ingestion_timestamp":"2025-01-20T14:30:52.123456"}"#,
         br#"{"symbol":"ETEL","interval":"5 Minute","datetime":"2025-01-20T09:35:00","value":21.5,"field":"open","ingestion_timestamp":"2025-01-20T14:30:52.123456"}"#,
     ];
-    let mut all: Vec<(Option<&[u8]>, &[u8])> = poison
-        .iter()
-        .map(|(p, _)| (Some(&b"POISON"[..]), *p))
-        .collect();
+    let mut all: Vec<(Option<&[u8]>, &[u8])> =
+        poison.iter().map(|(p, _)| (Some(&b"POISON"[..]), *p)).collect();
     all.extend(valid.iter().map(|p| (Some(&b"COMI"[..]), *p)));
     support::produce(&topic, &all).await;
 
@@ -66,16 +61,10 @@ async fn invalid_records_go_to_the_dead_letter_topic_with_a_reason() {
     assert_eq!(summary.restarts, 0, "bad input crashes nothing");
     assert_eq!(summary.reader.dead_lettered, poison.len() as u64);
 
-    let dead = support::read_topic(
-        &format!("{topic}.dlq"),
-        poison.len(),
-        Duration::from_secs(30),
-    );
+    let dead = support::read_topic(&format!("{topic}.dlq"), poison.len(), Duration::from_secs(30));
     assert_eq!(dead.len(), poison.len());
-    let mut reasons: Vec<String> = dead
-        .iter()
-        .map(|m| header(m, dead_letter_headers::REASON).expect("reason header"))
-        .collect();
+    let mut reasons: Vec<String> =
+        dead.iter().map(|m| header(m, dead_letter_headers::REASON).expect("reason header")).collect();
     for (_, expected) in &poison {
         let at = reasons
             .iter()
@@ -84,10 +73,7 @@ async fn invalid_records_go_to_the_dead_letter_topic_with_a_reason() {
         reasons.remove(at);
     }
     for m in &dead {
-        assert_eq!(
-            header(m, dead_letter_headers::TOPIC).as_deref(),
-            Some(topic.as_str())
-        );
+        assert_eq!(header(m, dead_letter_headers::TOPIC).as_deref(), Some(topic.as_str()));
         assert!(header(m, dead_letter_headers::OFFSET).is_some());
         assert_eq!(m.key(), Some(&b"POISON"[..]), "original key kept");
     }
@@ -97,9 +83,5 @@ async fn invalid_records_go_to_the_dead_letter_topic_with_a_reason() {
     let check = support::check_bucket(&s3, &bucket, &messages, &KeyTemplate::default()).await;
     assert!(check.is_exact(), "{check:?}");
     assert_eq!(check.objects, valid.len());
-    assert_eq!(
-        support::list_keys(&s3, &bucket, "").await.len(),
-        valid.len(),
-        "nothing outside the prefix"
-    );
+    assert_eq!(support::list_keys(&s3, &bucket, "").await.len(), valid.len(), "nothing outside the prefix");
 }

@@ -28,11 +28,7 @@ impl ObjectSink for FlakySink {
     fn prepare(&self) -> BoxFuture<'static, Result<(), SinkError>> {
         self.inner.prepare()
     }
-    fn put(
-        &self,
-        key: ObjectKey,
-        body: Vec<u8>,
-    ) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
+    fn put(&self, key: ObjectKey, body: Vec<u8>) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
         if rand::random::<f64>() < self.failure_rate {
             let target = key.to_string();
             return async move {
@@ -51,9 +47,7 @@ impl ObjectSink for FlakySink {
     }
 }
 
-const SYMBOLS: [&str; 8] = [
-    "COMI", "ETEL", "HRHO", "TMGH", "EAST", "SWDY", "ABUK", "FWRY",
-];
+const SYMBOLS: [&str; 8] = ["COMI", "ETEL", "HRHO", "TMGH", "EAST", "SWDY", "ABUK", "FWRY"];
 
 /// Verifies C(p) <= W(p) directly: every message below the committed offset has its object.
 async fn commits_are_backed_by_objects(
@@ -63,9 +57,7 @@ async fn commits_are_backed_by_objects(
     expected_key: &BTreeMap<(i32, i64), String>,
 ) -> usize {
     let (g, t) = (group.to_string(), topic.to_string());
-    let committed = tokio::task::spawn_blocking(move || support::committed(&g, &t, 3))
-        .await
-        .expect("probe");
+    let committed = tokio::task::spawn_blocking(move || support::committed(&g, &t, 3)).await.expect("probe");
     // Objects are only ever added, so listing after reading C sees everything written by then.
     let keys = support::list_keys(&support::s3().await, bucket, "streaming/").await;
     let mut checked = 0;
@@ -86,18 +78,12 @@ async fn commits_are_backed_by_objects(
 #[actix_rt::test]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]
 async fn commits_never_pass_unwritten_records_under_panics_and_s3_errors() {
-    let (topic, bucket, group) = (
-        support::unique("egx-chaos"),
-        support::unique("egx-chaos"),
-        support::unique("g"),
-    );
+    let (topic, bucket, group) =
+        (support::unique("egx-chaos"), support::unique("egx-chaos"), support::unique("g"));
     let mut produce = support::pipeline_spec(&topic, &bucket, &group, &SYMBOLS, 100).await;
     produce.consume = false;
     let (_, exit) = Supervisor::start(produce).expect("spec");
-    assert!(matches!(
-        exit.await.expect("exit"),
-        PipelineExit::Finished(_)
-    ));
+    assert!(matches!(exit.await.expect("exit"), PipelineExit::Finished(_)));
     let messages = support::read_topic(&topic, 800, Duration::from_secs(30));
     assert_eq!(messages.len(), 800);
     let template = KeyTemplate::default();
@@ -105,27 +91,18 @@ async fn commits_never_pass_unwritten_records_under_panics_and_s3_errors() {
         .iter()
         .map(|m| {
             let record = egx_actors::MarketRecord::decode(m.payload(), 1 << 20).expect("valid");
-            (
-                (m.partition(), m.offset()),
-                template.render(&record).to_string(),
-            )
+            ((m.partition(), m.offset()), template.render(&record).to_string())
         })
         .collect();
 
     let mut consume = support::pipeline_spec(&topic, &bucket, &group, &SYMBOLS, 100).await;
     consume.produce = false;
-    consume.chaos = ChaosConfig {
-        writer_panic_rate: 0.01,
-        reader_panic_rate: 0.004,
-    };
+    consume.chaos = ChaosConfig { writer_panic_rate: 0.01, reader_panic_rate: 0.004 };
     consume.supervisor.max_restarts = 1_000;
     consume.writer.max_in_flight_per_partition = 16;
     consume.writer.retry_initial_ms = 5;
     consume.writer.retry_max_ms = 50;
-    consume.object_sink = Arc::new(FlakySink {
-        inner: consume.object_sink.clone(),
-        failure_rate: 0.1,
-    });
+    consume.object_sink = Arc::new(FlakySink { inner: consume.object_sink.clone(), failure_rate: 0.1 });
     let (_, exit) = Supervisor::start(consume).expect("spec");
     tokio::pin!(exit);
     let mut checks = 0;
@@ -137,46 +114,28 @@ async fn commits_never_pass_unwritten_records_under_panics_and_s3_errors() {
             }
         }
     };
-    let PipelineExit::Finished(summary) = outcome else {
-        panic!("pipeline did not finish: {outcome:?}")
-    };
+    let PipelineExit::Finished(summary) = outcome else { panic!("pipeline did not finish: {outcome:?}") };
     assert!(summary.restarts > 0, "chaos caused restarts: {summary:?}");
-    assert!(
-        checks > 0,
-        "the commit check ran while records were being written"
-    );
+    assert!(checks > 0, "the commit check ran while records were being written");
     commits_are_backed_by_objects(&group, &topic, &bucket, &expected_key).await;
     let check = support::check_bucket(&support::s3().await, &bucket, &messages, &template).await;
     assert!(check.is_exact(), "{check:?}");
-    assert_eq!(
-        support::committed(&group, &topic, 3),
-        support::end_offsets(&topic)
-    );
+    assert_eq!(support::committed(&group, &topic, 3), support::end_offsets(&topic));
 }
 
 /// More restarts than the limit within the window end the process with exit code 3.
 #[test]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]
 fn restart_limit_exits_non_zero() {
-    let (topic, bucket, group) = (
-        support::unique("egx-limit"),
-        support::unique("egx-limit"),
-        support::unique("g"),
-    );
+    let (topic, bucket, group) =
+        (support::unique("egx-limit"), support::unique("egx-limit"), support::unique("g"));
     let extra = "[fetch]\nsymbols = [\"COMI\"]\nn_bars = 2\n[chaos]\nwriter_panic_rate = 1.0\n[supervisor]\nmax_restarts = 2\nbackoff_initial_ms = 10\nbackoff_max_ms = 50\n";
     let cfg = support::config_file(&topic, &bucket, &group, extra);
-    let out = support::binary()
-        .arg("--config")
-        .arg(cfg.path())
-        .args(["run", "--once"])
-        .output()
-        .expect("runs");
+    let out =
+        support::binary().arg("--config").arg(cfg.path()).args(["run", "--once"]).output().expect("runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "stderr: {stderr}");
-    assert!(
-        stderr.contains("gave up after too many actor restarts"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("gave up after too many actor restarts"), "{stderr}");
 }
 
 fn bar_message(i: usize) -> (String, String) {
@@ -192,10 +151,8 @@ fn bar_message(i: usize) -> (String, String) {
 
 async fn produce_bars(topic: &str, range: std::ops::Range<usize>) {
     let messages: Vec<(String, String)> = range.map(bar_message).collect();
-    let refs: Vec<(Option<&[u8]>, &[u8])> = messages
-        .iter()
-        .map(|(k, v)| (Some(k.as_bytes()), v.as_bytes()))
-        .collect();
+    let refs: Vec<(Option<&[u8]>, &[u8])> =
+        messages.iter().map(|(k, v)| (Some(k.as_bytes()), v.as_bytes())).collect();
     support::produce(topic, &refs).await;
 }
 
@@ -212,10 +169,7 @@ fn spawn_consumer(config: &std::path::Path) -> Child {
 
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
     child.wait().expect("consumer exits")
 }
 
@@ -223,11 +177,8 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
 #[tokio::test]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]
 async fn consumers_joining_and_leaving_lose_nothing() {
-    let (topic, bucket, group) = (
-        support::unique("egx-rebal"),
-        support::unique("egx-rebal"),
-        support::unique("g"),
-    );
+    let (topic, bucket, group) =
+        (support::unique("egx-rebal"), support::unique("egx-rebal"), support::unique("g"));
     support::create_topic(&topic, 3).await;
     produce_bars(&topic, 0..1_500).await;
     let cfg = support::config_file(
@@ -245,10 +196,7 @@ async fn consumers_joining_and_leaving_lose_nothing() {
         }
     };
     let mut a = spawn_consumer(cfg.path());
-    assert!(
-        support::eventually(Duration::from_secs(60), count(100)).await,
-        "consumer A writes"
-    );
+    assert!(support::eventually(Duration::from_secs(60), count(100)).await, "consumer A writes");
     let mut b = spawn_consumer(cfg.path());
     assert!(
         support::eventually(Duration::from_secs(60), count(700)).await,

@@ -36,11 +36,7 @@ fn run_ok(cmd: &mut Command) -> String {
 #[tokio::test]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]
 async fn python_produced_original_shapes_are_written() {
-    let (topic, bucket, group) = (
-        support::unique("egx-py"),
-        support::unique("egx-py"),
-        support::unique("g"),
-    );
+    let (topic, bucket, group) = (support::unique("egx-py"), support::unique("egx-py"), support::unique("g"));
     support::create_topic(&topic, 3).await;
     let sent: serde_json::Value = serde_json::from_str(&run_ok(python().args([
         "produce",
@@ -61,15 +57,7 @@ async fn python_produced_original_shapes_are_written() {
     let stdout = run_ok(
         support::binary()
             .env("AWS_ACCESS_KEY_ID", "minioadmin")
-            .args([
-                "consume",
-                "--bootstrap",
-                &support::kafka(),
-                "--topic",
-                &topic,
-                "--bucket",
-                &bucket,
-            ])
+            .args(["consume", "--bootstrap", &support::kafka(), "--topic", &topic, "--bucket", &bucket])
             .args([
                 "--minio-endpoint",
                 &support::s3_endpoint(),
@@ -107,23 +95,8 @@ fn python_consumer_reads_the_original_fields() {
     let topic = support::unique("egx-py-out");
     run_ok(
         support::binary()
-            .args([
-                "produce",
-                "--symbols",
-                "COMI,ETEL",
-                "--interval",
-                "Daily",
-                "--n-bars",
-                "5",
-            ])
-            .args([
-                "--bootstrap-servers",
-                &support::kafka(),
-                "--topic",
-                &topic,
-                "--log-level",
-                "WARNING",
-            ]),
+            .args(["produce", "--symbols", "COMI,ETEL", "--interval", "Daily", "--n-bars", "5"])
+            .args(["--bootstrap-servers", &support::kafka(), "--topic", &topic, "--log-level", "WARNING"]),
     );
     let summary: serde_json::Value = serde_json::from_str(&run_ok(python().args([
         "consume",

@@ -1,6 +1,8 @@
 //! Integration tests. Those marked `#[ignore]` need the real Kafka broker and S3 server
 //! that `scripts/test.sh` starts; plain `cargo test` runs the rest.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod compose;
 mod dead_letter;
 mod delivery;

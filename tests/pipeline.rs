@@ -17,11 +17,8 @@ use crate::support;
 #[tokio::test]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]
 async fn run_once_writes_exactly_the_published_bars() {
-    let (topic, bucket, group) = (
-        support::unique("egx-e2e"),
-        support::unique("egx-e2e"),
-        support::unique("g"),
-    );
+    let (topic, bucket, group) =
+        (support::unique("egx-e2e"), support::unique("egx-e2e"), support::unique("g"));
     let symbols = ["COMI", "ETEL", "HRHO", "TMGH", "EAST", "SWDY"];
     let bars = 8;
     let fetch = format!("[fetch]\nsymbols = {symbols:?}\nn_bars = {bars}\n");
@@ -33,33 +30,17 @@ async fn run_once_writes_exactly_the_published_bars() {
         .output()
         .expect("binary runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
     let total = symbols.len() * bars;
-    assert!(
-        stdout.contains(&format!("objects written:     {total}")),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("objects written:     {total}")), "{stdout}");
 
     let messages = support::read_topic(&topic, total, Duration::from_secs(30));
     assert_eq!(messages.len(), total);
     for m in &messages {
-        let body: serde_json::Value =
-            serde_json::from_slice(m.payload().expect("payload")).expect("json");
+        let body: serde_json::Value = serde_json::from_slice(m.payload().expect("payload")).expect("json");
         let key = m.key().expect("message key");
-        assert_eq!(
-            key,
-            body["symbol"].as_str().expect("symbol").as_bytes(),
-            "key = symbol"
-        );
-        assert_eq!(
-            m.partition(),
-            java_partition(key, 3),
-            "murmur2 partition of {body}"
-        );
+        assert_eq!(key, body["symbol"].as_str().expect("symbol").as_bytes(), "key = symbol");
+        assert_eq!(m.partition(), java_partition(key, 3), "murmur2 partition of {body}");
         for field in [
             "symbol",
             "exchange",
@@ -72,36 +53,23 @@ async fn run_once_writes_exactly_the_published_bars() {
             "volume",
             "ingestion_timestamp",
         ] {
-            assert!(
-                body.get(field).is_some(),
-                "original field {field} kept: {body}"
-            );
+            assert!(body.get(field).is_some(), "original field {field} kept: {body}");
         }
         assert_eq!(body["source"], "synthetic");
     }
     let s3 = support::s3().await;
     let check = support::check_bucket(&s3, &bucket, &messages, &KeyTemplate::default()).await;
     assert!(check.is_exact(), "{check:?}");
-    assert_eq!(
-        check.objects, total,
-        "one object per bar: intervals and bars never collide"
-    );
-    assert_eq!(
-        support::committed(&group, &topic, 3),
-        support::end_offsets(&topic),
-        "everything committed"
-    );
+    assert_eq!(check.objects, total, "one object per bar: intervals and bars never collide");
+    assert_eq!(support::committed(&group, &topic, 3), support::end_offsets(&topic), "everything committed");
 }
 
 /// `AddSymbol` while running starts a Fetcher whose objects appear; `RemoveSymbol` stops one.
 #[actix_rt::test]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]
 async fn symbols_can_be_added_and_removed_at_run_time() {
-    let (topic, bucket, group) = (
-        support::unique("egx-add"),
-        support::unique("egx-add"),
-        support::unique("g"),
-    );
+    let (topic, bucket, group) =
+        (support::unique("egx-add"), support::unique("egx-add"), support::unique("g"));
     let mut spec = support::pipeline_spec(&topic, &bucket, &group, &["COMI"], 3).await;
     spec.once = false;
     let (supervisor, exit) = Supervisor::start(spec).expect("valid spec");
@@ -111,45 +79,24 @@ async fn symbols_can_be_added_and_removed_at_run_time() {
         move || {
             let (s3, bucket) = (s3.clone(), bucket.clone());
             async move {
-                support::list_keys(
-                    &s3,
-                    &bucket,
-                    &format!("streaming/date=2025-03-13/symbol={symbol}/"),
-                )
-                .await
-                .len()
+                support::list_keys(&s3, &bucket, &format!("streaming/date=2025-03-13/symbol={symbol}/"))
+                    .await
+                    .len()
                     == 1
             }
         }
     };
-    assert!(
-        support::eventually(Duration::from_secs(60), has("COMI")).await,
-        "COMI objects appear"
-    );
-    supervisor
-        .send(AddSymbol(egx_actors::Symbol::parse("ETEL").unwrap()))
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(support::eventually(Duration::from_secs(60), has("COMI")).await, "COMI objects appear");
+    supervisor.send(AddSymbol(egx_actors::Symbol::parse("ETEL").unwrap())).await.unwrap().unwrap();
     assert!(
         support::eventually(Duration::from_secs(60), has("ETEL")).await,
         "ETEL objects appear after AddSymbol"
     );
-    supervisor
-        .send(RemoveSymbol(egx_actors::Symbol::parse("COMI").unwrap()))
-        .await
-        .unwrap()
-        .unwrap();
+    supervisor.send(RemoveSymbol(egx_actors::Symbol::parse("COMI").unwrap())).await.unwrap().unwrap();
     let running = supervisor.send(ListSymbols).await.unwrap();
-    assert_eq!(
-        running.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        ["ETEL"]
-    );
+    assert_eq!(running.iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["ETEL"]);
     supervisor.do_send(Shutdown);
-    assert!(matches!(
-        exit.await.expect("exit reported"),
-        PipelineExit::Finished(_)
-    ));
+    assert!(matches!(exit.await.expect("exit reported"), PipelineExit::Finished(_)));
 }
 
 fn files_under(dir: &Path) -> Vec<String> {
@@ -161,12 +108,7 @@ fn files_under(dir: &Path) -> Vec<String> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                out.push(
-                    path.strip_prefix(dir)
-                        .expect("below dir")
-                        .display()
-                        .to_string(),
-                );
+                out.push(path.strip_prefix(dir).expect("below dir").display().to_string());
             }
         }
     }
@@ -188,11 +130,7 @@ fn embedded_default_writes_the_expected_tree() {
         .output()
         .expect("binary runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("objects written:     50"), "{stdout}");
     let files = files_under(&work.path().join("egx-data"));
     assert_eq!(files.len(), 50, "5 symbols x 10 daily bars: {files:?}");
@@ -203,21 +141,13 @@ fn embedded_default_writes_the_expected_tree() {
         let date = parts[1].strip_prefix("date=").expect("date partition");
         let symbol = parts[2].strip_prefix("symbol=").expect("symbol partition");
         assert!(
-            parts[3].ends_with("_1D_ohlcv.json")
-                && parts[3].len() == "100000000000_1D_ohlcv.json".len(),
+            parts[3].ends_with("_1D_ohlcv.json") && parts[3].len() == "100000000000_1D_ohlcv.json".len(),
             "{f}"
         );
-        let body: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(work.path().join("egx-data").join(f)).expect("file"),
-        )
-        .expect("json");
+        let body: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(work.path().join("egx-data").join(f)).expect("file"))
+                .expect("json");
         assert_eq!(body["symbol"], symbol);
-        assert!(
-            body["datetime"]
-                .as_str()
-                .expect("datetime")
-                .starts_with(date),
-            "{body}"
-        );
+        assert!(body["datetime"].as_str().expect("datetime").starts_with(date), "{body}");
     }
 }

@@ -19,13 +19,10 @@ async fn kafka_to_s3_plumbing_round_trip() {
     support::create_topic(&topic, 3).await;
 
     let n = 30;
-    let messages: Vec<(String, String)> = (0..n)
-        .map(|i| (format!("SYM{}", i % 5), format!(r#"{{"i":{i}}}"#)))
-        .collect();
-    let refs: Vec<(Option<&[u8]>, &[u8])> = messages
-        .iter()
-        .map(|(k, v)| (Some(k.as_bytes()), v.as_bytes()))
-        .collect();
+    let messages: Vec<(String, String)> =
+        (0..n).map(|i| (format!("SYM{}", i % 5), format!(r#"{{"i":{i}}}"#))).collect();
+    let refs: Vec<(Option<&[u8]>, &[u8])> =
+        messages.iter().map(|(k, v)| (Some(k.as_bytes()), v.as_bytes())).collect();
     let delivered = support::produce(&topic, &refs).await;
     assert_eq!(delivered.len(), n, "every message acknowledged");
 
@@ -38,11 +35,7 @@ async fn kafka_to_s3_plumbing_round_trip() {
         .expect("consumer");
     consumer.subscribe(&[&topic]).expect("subscribe");
     let s3 = support::s3().await;
-    s3.create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("bucket created");
+    s3.create_bucket().bucket(&bucket).send().await.expect("bucket created");
 
     let mut seen = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -59,9 +52,7 @@ async fn kafka_to_s3_plumbing_round_trip() {
             .send()
             .await
             .expect("object written");
-        consumer
-            .commit_message(&m, CommitMode::Sync)
-            .expect("commit");
+        consumer.commit_message(&m, CommitMode::Sync).expect("commit");
         seen += 1;
     }
     assert_eq!(seen, n, "every message consumed");
@@ -72,10 +63,7 @@ async fn kafka_to_s3_plumbing_round_trip() {
         let e = expected_commits.entry(*p).or_insert(0);
         *e = (*e).max(o + 1);
     }
-    assert_eq!(
-        committed, expected_commits,
-        "manual commits reached the end of every partition"
-    );
+    assert_eq!(committed, expected_commits, "manual commits reached the end of every partition");
 
     let keys = support::list_keys(&s3, &bucket, "smoke/").await;
     assert_eq!(keys.len(), n);
@@ -83,14 +71,8 @@ async fn kafka_to_s3_plumbing_round_trip() {
     for k in &keys {
         bodies.push(support::get(&s3, &bucket, k).await);
     }
-    let mut expected: Vec<Vec<u8>> = messages
-        .iter()
-        .map(|(_, v)| v.clone().into_bytes())
-        .collect();
+    let mut expected: Vec<Vec<u8>> = messages.iter().map(|(_, v)| v.clone().into_bytes()).collect();
     bodies.sort();
     expected.sort();
-    assert_eq!(
-        bodies, expected,
-        "objects hold exactly the produced payloads"
-    );
+    assert_eq!(bodies, expected, "objects hold exactly the produced payloads");
 }

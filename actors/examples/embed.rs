@@ -24,8 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use egx_actors::config::{
-    ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, SinkConfig, SinkKind, SupervisorConfig,
-    WriterConfig,
+    ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, SinkConfig, SinkKind, SupervisorConfig, WriterConfig,
 };
 use egx_actors::kafka::EmbeddedKafka;
 use egx_actors::messages::AddSymbol;
@@ -119,11 +118,7 @@ fn pipeline_spec(
     written: mpsc::UnboundedSender<ObjectKey>,
     log: Logger,
 ) -> AppResult<PipelineSpec> {
-    let sink = SinkConfig {
-        kind: SinkKind::Local,
-        local_dir: root.to_path_buf(),
-        ..SinkConfig::default()
-    };
+    let sink = SinkConfig { kind: SinkKind::Local, local_dir: root.to_path_buf(), ..SinkConfig::default() };
     let fetch = FetchConfig {
         symbols: vec![first.clone()],
         n_bars: BARS_PER_SYMBOL,
@@ -131,10 +126,7 @@ fn pipeline_spec(
         poll_interval_secs: 0,
         ..FetchConfig::default()
     };
-    let writer = WriterConfig {
-        commit_interval_ms: 200,
-        ..WriterConfig::default()
-    };
+    let writer = WriterConfig { commit_interval_ms: 200, ..WriterConfig::default() };
     let supervisor = SupervisorConfig::default();
     fetch.validate()?;
     writer.validate()?;
@@ -151,10 +143,7 @@ fn pipeline_spec(
         produce: true,
         consume: true,
         once: false,
-        object_sink: Arc::new(AnnouncingSink {
-            inner: LocalDirSink::new(root.to_path_buf()),
-            written,
-        }),
+        object_sink: Arc::new(AnnouncingSink { inner: LocalDirSink::new(root.to_path_buf()), written }),
         clock,
         log,
     })
@@ -196,11 +185,7 @@ impl ObjectSink for AnnouncingSink {
         self.inner.prepare()
     }
 
-    fn put(
-        &self,
-        key: ObjectKey,
-        body: Vec<u8>,
-    ) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
+    fn put(&self, key: ObjectKey, body: Vec<u8>) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
         let put = self.inner.put(key.clone(), body);
         let written = self.written.clone();
         async move {
@@ -218,11 +203,7 @@ impl ObjectSink for AnnouncingSink {
 }
 
 fn print_summary(s: &PipelineSummary, root: &Path) -> AppResult<()> {
-    let committed: Vec<String> = s
-        .committed
-        .iter()
-        .map(|(p, o)| format!("p{p}={o}"))
-        .collect();
+    let committed: Vec<String> = s.committed.iter().map(|(p, o)| format!("p{p}={o}")).collect();
     println!("pipeline finished");
     println!("  bars fetched:       {}", s.fetched);
     println!("  messages published: {}", s.published);
@@ -260,9 +241,6 @@ fn files_under(root: &Path) -> std::io::Result<Vec<String>> {
 fn logger() -> Logger {
     let decorator = slog_term::TermDecorator::new().stderr().build();
     let drain = slog_term::FullFormat::new(decorator).build().fuse();
-    let drain = std::sync::Mutex::new(drain)
-        .fuse()
-        .filter_level(slog::Level::Info)
-        .fuse();
+    let drain = std::sync::Mutex::new(drain).fuse().filter_level(slog::Level::Info).fuse();
     Logger::root(drain, o!())
 }

@@ -24,10 +24,7 @@ pub struct ConfigError {
 }
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.into(),
-        reason: reason.into(),
-    }
+    ConfigError { key: key.into(), reason: reason.into() }
 }
 
 /// A secret value (password, secret key). Never printed: `Debug` and `Display` show
@@ -171,9 +168,7 @@ fn topic_ok(name: &str) -> bool {
         && name.len() <= 249
         && name != "."
         && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 impl KafkaConfig {
@@ -182,22 +177,15 @@ impl KafkaConfig {
         if self.mode == KafkaMode::External && self.bootstrap_servers.trim().is_empty() {
             return Err(invalid("kafka.bootstrap_servers", "must not be empty"));
         }
-        for (key, topic) in [
-            ("kafka.topic", &self.topic),
-            ("kafka.dead_letter_topic", &self.dead_letter_topic),
-        ] {
+        for (key, topic) in
+            [("kafka.topic", &self.topic), ("kafka.dead_letter_topic", &self.dead_letter_topic)]
+        {
             if !topic_ok(topic) {
-                return Err(invalid(
-                    key,
-                    format!("{topic:?} is not a valid Kafka topic name"),
-                ));
+                return Err(invalid(key, format!("{topic:?} is not a valid Kafka topic name")));
             }
         }
         if self.topic == self.dead_letter_topic {
-            return Err(invalid(
-                "kafka.dead_letter_topic",
-                "must differ from kafka.topic",
-            ));
+            return Err(invalid("kafka.dead_letter_topic", "must differ from kafka.topic"));
         }
         if self.consumer_group.trim().is_empty() {
             return Err(invalid("kafka.consumer_group", "must not be empty"));
@@ -212,19 +200,13 @@ impl KafkaConfig {
             return Err(invalid("kafka.retention_hours", "must be at least 1"));
         }
         if self.security_protocol.uses_sasl() && self.sasl_username.is_empty() {
-            return Err(invalid(
-                "kafka.sasl_username",
-                "is required with a sasl_* security_protocol",
-            ));
+            return Err(invalid("kafka.sasl_username", "is required with a sasl_* security_protocol"));
         }
         if self.message_timeout_ms < 1_000 {
             return Err(invalid("kafka.message_timeout_ms", "must be at least 1000"));
         }
         if self.session_timeout_ms < 6_000 {
-            return Err(invalid(
-                "kafka.session_timeout_ms",
-                "must be at least 6000 (broker minimum)",
-            ));
+            return Err(invalid("kafka.session_timeout_ms", "must be at least 6000 (broker minimum)"));
         }
         Ok(())
     }
@@ -331,40 +313,27 @@ impl SinkConfig {
             SinkKind::S3 => {
                 let b = &self.bucket;
                 let ok = (3..=63).contains(&b.len())
-                    && b.bytes().all(|c| {
-                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.'
-                    })
+                    && b.bytes()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
                     && !b.starts_with(['-', '.'])
                     && !b.ends_with(['-', '.']);
                 if !ok {
-                    return Err(invalid(
-                        "sink.bucket",
-                        format!("{b:?} is not a valid S3 bucket name"),
-                    ));
+                    return Err(invalid("sink.bucket", format!("{b:?} is not a valid S3 bucket name")));
                 }
                 if !self.endpoint.is_empty()
                     && !self.endpoint.starts_with("http://")
                     && !self.endpoint.starts_with("https://")
                 {
-                    return Err(invalid(
-                        "sink.endpoint",
-                        "must start with http:// or https://",
-                    ));
+                    return Err(invalid("sink.endpoint", "must start with http:// or https://"));
                 }
                 if self.region.is_empty() {
                     return Err(invalid("sink.region", "must not be empty"));
                 }
                 if !self.access_key_id.is_empty() && self.secret_access_key.is_empty() {
-                    return Err(invalid(
-                        "sink.secret_access_key",
-                        "is required when access_key_id is set",
-                    ));
+                    return Err(invalid("sink.secret_access_key", "is required when access_key_id is set"));
                 }
                 if !["", "AES256", "aws:kms"].contains(&self.server_side_encryption.as_str()) {
-                    return Err(invalid(
-                        "sink.server_side_encryption",
-                        "must be empty, AES256 or aws:kms",
-                    ));
+                    return Err(invalid("sink.server_side_encryption", "must be empty, AES256 or aws:kms"));
                 }
             }
             SinkKind::Local => {}
@@ -412,14 +381,8 @@ impl WriterConfig {
     /// Checks every field; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
-            (
-                "writer.max_in_flight_per_partition",
-                self.max_in_flight_per_partition as u64,
-            ),
-            (
-                "writer.max_concurrent_writes",
-                self.max_concurrent_writes as u64,
-            ),
+            ("writer.max_in_flight_per_partition", self.max_in_flight_per_partition as u64),
+            ("writer.max_concurrent_writes", self.max_concurrent_writes as u64),
             ("writer.max_record_bytes", self.max_record_bytes as u64),
             ("writer.retry_initial_ms", self.retry_initial_ms),
             ("writer.commit_interval_ms", self.commit_interval_ms),
@@ -430,10 +393,7 @@ impl WriterConfig {
             }
         }
         if self.retry_max_ms < self.retry_initial_ms {
-            return Err(invalid(
-                "writer.retry_max_ms",
-                "must be at least writer.retry_initial_ms",
-            ));
+            return Err(invalid("writer.retry_max_ms", "must be at least writer.retry_initial_ms"));
         }
         Ok(())
     }
@@ -490,10 +450,8 @@ mod interval_name {
 
 impl Default for FetchConfig {
     fn default() -> Self {
-        let symbols = ["COMI", "ETEL", "HRHO", "TMGH", "EAST"]
-            .iter()
-            .filter_map(|s| Symbol::parse(s).ok())
-            .collect();
+        let symbols =
+            ["COMI", "ETEL", "HRHO", "TMGH", "EAST"].iter().filter_map(|s| Symbol::parse(s).ok()).collect();
         Self {
             source: SourceKind::Synthetic,
             symbols,
@@ -515,22 +473,13 @@ impl FetchConfig {
             return Err(invalid("fetch.n_bars", "must be between 1 and 5000"));
         }
         if self.exchange.is_empty()
-            || !self
-                .exchange
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            || !self.exchange.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         {
-            return Err(invalid(
-                "fetch.exchange",
-                "must be an upper-case code such as EGX",
-            ));
+            return Err(invalid("fetch.exchange", "must be an upper-case code such as EGX"));
         }
         if let (Some(start), Some(end)) = (self.start_date, self.end_date) {
             if start > end {
-                return Err(invalid(
-                    "fetch.start_date",
-                    "must not be after fetch.end_date",
-                ));
+                return Err(invalid("fetch.start_date", "must not be after fetch.end_date"));
             }
         }
         Ok(())
@@ -559,12 +508,7 @@ pub struct SupervisorConfig {
 
 impl Default for SupervisorConfig {
     fn default() -> Self {
-        Self {
-            max_restarts: 10,
-            restart_window_secs: 60,
-            backoff_initial_ms: 200,
-            backoff_max_ms: 10_000,
-        }
+        Self { max_restarts: 10, restart_window_secs: 60, backoff_initial_ms: 200, backoff_max_ms: 10_000 }
     }
 }
 
@@ -572,16 +516,10 @@ impl SupervisorConfig {
     /// Checks every field; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.restart_window_secs == 0 {
-            return Err(invalid(
-                "supervisor.restart_window_secs",
-                "must be greater than 0",
-            ));
+            return Err(invalid("supervisor.restart_window_secs", "must be greater than 0"));
         }
         if self.backoff_max_ms < self.backoff_initial_ms {
-            return Err(invalid(
-                "supervisor.backoff_max_ms",
-                "must be at least backoff_initial_ms",
-            ));
+            return Err(invalid("supervisor.backoff_max_ms", "must be at least backoff_initial_ms"));
         }
         Ok(())
     }
@@ -623,10 +561,7 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let cfg = KafkaConfig {
-            sasl_password: Secret::new("hunter2-sentinel"),
-            ..KafkaConfig::default()
-        };
+        let cfg = KafkaConfig { sasl_password: Secret::new("hunter2-sentinel"), ..KafkaConfig::default() };
         assert!(!format!("{cfg:?}").contains("hunter2"));
         assert!(!serde_json::to_string(&cfg).unwrap().contains("hunter2"));
         assert_eq!(cfg.sasl_password.expose(), "hunter2-sentinel");
@@ -634,40 +569,21 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let bad = KafkaConfig {
-            partitions: 0,
-            ..KafkaConfig::default()
-        };
+        let bad = KafkaConfig { partitions: 0, ..KafkaConfig::default() };
         assert_eq!(bad.validate().unwrap_err().key, "kafka.partitions");
-        let bad = SinkConfig {
-            kind: SinkKind::S3,
-            bucket: "Bad_Bucket".into(),
-            ..SinkConfig::default()
-        };
+        let bad = SinkConfig { kind: SinkKind::S3, bucket: "Bad_Bucket".into(), ..SinkConfig::default() };
         assert_eq!(bad.validate().unwrap_err().key, "sink.bucket");
-        let bad = SinkConfig {
-            prefix: "../up".into(),
-            ..SinkConfig::default()
-        };
+        let bad = SinkConfig { prefix: "../up".into(), ..SinkConfig::default() };
         assert_eq!(bad.validate().unwrap_err().key, "sink.prefix");
-        let bad = WriterConfig {
-            retry_max_ms: 1,
-            ..WriterConfig::default()
-        };
+        let bad = WriterConfig { retry_max_ms: 1, ..WriterConfig::default() };
         assert_eq!(bad.validate().unwrap_err().key, "writer.retry_max_ms");
-        let bad = KafkaConfig {
-            security_protocol: SecurityProtocol::SaslSsl,
-            ..KafkaConfig::default()
-        };
+        let bad = KafkaConfig { security_protocol: SecurityProtocol::SaslSsl, ..KafkaConfig::default() };
         assert_eq!(bad.validate().unwrap_err().key, "kafka.sasl_username");
     }
 
     #[test]
     fn unknown_fields_are_refused() {
         let err = serde_json::from_str::<KafkaConfig>(r#"{"bootstrap_server":"x"}"#).unwrap_err();
-        assert!(
-            err.to_string().contains("unknown field `bootstrap_server`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("unknown field `bootstrap_server`"), "{err}");
     }
 }

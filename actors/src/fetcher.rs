@@ -30,11 +30,7 @@ impl CursorStore {
             return fetched.to_vec();
         };
         let seen = map.get(&(symbol.clone(), interval));
-        fetched
-            .iter()
-            .filter(|bar| seen.and_then(|s| s.get(&bar.time)) != Some(*bar))
-            .cloned()
-            .collect()
+        fetched.iter().filter(|bar| seen.and_then(|s| s.get(&bar.time)) != Some(*bar)).cloned().collect()
     }
 
     /// Records confirmed bars; bars older than `keep_from` are forgotten (bounded memory).
@@ -89,11 +85,7 @@ type CycleResult = Result<(usize, Vec<Delivered>), (usize, String)>;
 impl Fetcher {
     /// A Fetcher for a spec.
     pub fn new(spec: FetcherSpec) -> Self {
-        Self {
-            spec,
-            busy: false,
-            lifeline: None,
-        }
+        Self { spec, busy: false, lifeline: None }
     }
 
     /// Reports this actor's end to a supervisor.
@@ -106,11 +98,7 @@ impl Fetcher {
         let spec = self.spec.clone();
         async move {
             let req = &spec.request;
-            let bars = spec
-                .source
-                .fetch(req.clone())
-                .await
-                .map_err(|e| (0, e.to_string()))?;
+            let bars = spec.source.fetch(req.clone()).await.map_err(|e| (0, e.to_string()))?;
             let fetched = bars.len();
             let fresh = spec.cursors.changed(&req.symbol, req.interval, &bars);
             if fresh.is_empty() {
@@ -128,8 +116,7 @@ impl Fetcher {
                 .map_err(|e| (fetched, format!("publisher unavailable: {e}")))?
                 .map_err(|e| (fetched, e.to_string()))?;
             let oldest = bars.first().map(|b| b.time);
-            spec.cursors
-                .advance(&req.symbol, req.interval, &fresh, oldest);
+            spec.cursors.advance(&req.symbol, req.interval, &fresh, oldest);
             Ok((fetched, receipt.delivered))
         }
     }
@@ -168,12 +155,6 @@ impl Actor for Fetcher {
             ctx.run_interval(every, |_, ctx| ctx.notify(FetchNow));
         }
     }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let Some(l) = self.lifeline.as_mut() {
-            l.stopped_cleanly();
-        }
-    }
 }
 
 impl Handler<FetchNow> for Fetcher {
@@ -197,6 +178,9 @@ impl Handler<Stop> for Fetcher {
 
     /// Stops following the symbol.
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        if let Some(l) = self.lifeline.as_mut() {
+            l.stop_requested();
+        }
         ctx.stop();
     }
 }

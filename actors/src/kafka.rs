@@ -63,12 +63,7 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
 
 /// Builds the producer.
 pub fn producer(cfg: &KafkaConfig) -> Result<FutureProducer, KafkaSetupError> {
-    producer_config(cfg)
-        .create()
-        .map_err(|source| KafkaSetupError::Client {
-            client: "producer",
-            source,
-        })
+    producer_config(cfg).create().map_err(|source| KafkaSetupError::Client { client: "producer", source })
 }
 
 /// Consumer settings of the KafkaReader: nothing is committed automatically and
@@ -82,10 +77,7 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
-        .set(
-            "heartbeat.interval.ms",
-            (cfg.session_timeout_ms / 10).max(500).to_string(),
-        )
+        .set("heartbeat.interval.ms", (cfg.session_timeout_ms / 10).max(500).to_string())
         // Small prefetch: paused partitions must not pile up memory in librdkafka's queues.
         .set("queued.max.messages.kbytes", "8192")
         .set("fetch.wait.max.ms", "100");
@@ -95,33 +87,23 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
 /// Creates the data topic and the dead-letter topic when they are missing (partitions,
 /// replication and retention from the config). Existing topics are left as they are.
 pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<(), KafkaSetupError> {
-    let admin: AdminClient<DefaultClientContext> =
-        cfg.client_config()
-            .create()
-            .map_err(|source| KafkaSetupError::Client {
-                client: "admin client",
-                source,
-            })?;
+    let admin: AdminClient<DefaultClientContext> = cfg
+        .client_config()
+        .create()
+        .map_err(|source| KafkaSetupError::Client { client: "admin client", source })?;
     let retention = cfg.retention_ms().to_string();
     let topics: Vec<NewTopic<'_>> = [cfg.topic.as_str(), cfg.dead_letter_topic.as_str()]
         .into_iter()
         .map(|name| {
-            NewTopic::new(
-                name,
-                cfg.partitions,
-                TopicReplication::Fixed(cfg.replication_factor),
-            )
-            .set("retention.ms", &retention)
+            NewTopic::new(name, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor))
+                .set("retention.ms", &retention)
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
         .create_topics(topics.iter(), &opts)
         .await
-        .map_err(|source| KafkaSetupError::Admin {
-            servers: cfg.bootstrap_servers.clone(),
-            source,
-        })?;
+        .map_err(|source| KafkaSetupError::Admin { servers: cfg.bootstrap_servers.clone(), source })?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -141,17 +123,12 @@ impl EmbeddedKafka {
     /// Starts a one-broker mock cluster with the config's topics, and returns it with a
     /// copy of `cfg` pointing at it.
     pub fn start(cfg: &KafkaConfig) -> Result<(Self, KafkaConfig), KafkaSetupError> {
-        let cluster = MockCluster::new(1).map_err(|source| KafkaSetupError::Client {
-            client: "mock cluster",
-            source,
-        })?;
+        let cluster = MockCluster::new(1)
+            .map_err(|source| KafkaSetupError::Client { client: "mock cluster", source })?;
         for topic in [&cfg.topic, &cfg.dead_letter_topic] {
             cluster
                 .create_topic(topic, cfg.partitions, 1)
-                .map_err(|source| KafkaSetupError::Client {
-                    client: "mock topic",
-                    source,
-                })?;
+                .map_err(|source| KafkaSetupError::Client { client: "mock topic", source })?;
         }
         let mut pointed = cfg.clone();
         pointed.bootstrap_servers = cluster.bootstrap_servers();
@@ -180,34 +157,20 @@ impl OffsetProbe {
             .set("group.id", &cfg.consumer_group)
             .set("enable.auto.commit", "false")
             .create()
-            .map_err(|source| KafkaSetupError::Client {
-                client: "offset probe",
-                source,
-            })?;
-        Ok(Self {
-            consumer,
-            topic: cfg.topic.clone(),
-        })
+            .map_err(|source| KafkaSetupError::Client { client: "offset probe", source })?;
+        Ok(Self { consumer, topic: cfg.topic.clone() })
     }
 
     fn partitions(&self) -> KafkaResult<Vec<i32>> {
-        let metadata = self
-            .consumer
-            .fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect())
+        let metadata = self.consumer.fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)?;
+        Ok(metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect())
     }
 
     /// One past the last offset of each partition of the topic.
     pub fn end_offsets(&self) -> KafkaResult<BTreeMap<i32, i64>> {
         let mut out = BTreeMap::new();
         for p in self.partitions()? {
-            let (_, high) = self
-                .consumer
-                .fetch_watermarks(&self.topic, p, PROBE_TIMEOUT)?;
+            let (_, high) = self.consumer.fetch_watermarks(&self.topic, p, PROBE_TIMEOUT)?;
             out.insert(p, high);
         }
         Ok(out)
@@ -280,14 +243,8 @@ mod tests {
         assert_eq!(murmur2(b"21") as i32, -973_932_308);
         assert_eq!(murmur2(b"foobar") as i32, -790_332_482);
         assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985_981_536);
-        assert_eq!(
-            murmur2(b"a-little-bit-longer-string") as i32,
-            -1_486_304_829
-        );
-        assert_eq!(
-            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
-            -58_897_971
-        );
+        assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1_486_304_829);
+        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58_897_971);
         assert_eq!(murmur2(b"abc") as i32, 479_470_107);
     }
 }

@@ -36,7 +36,9 @@ pub enum KeyError {
         name: &'static str,
     },
     /// The prefix or template could escape the prefix or holds unsafe characters.
-    #[error("{what} {value:?} is unsafe: use letters, digits, '/', '=', '_', '-', '.', no '..', no leading '/'")]
+    #[error(
+        "{what} {value:?} is unsafe: use letters, digits, '/', '=', '_', '-', '.', no '..', no leading '/'"
+    )]
     Unsafe {
         /// Which setting.
         what: &'static str,
@@ -82,8 +84,7 @@ fn is_safe_text(s: &str) -> bool {
     !s.starts_with('/')
         && !s.contains("..")
         && !s.contains("//")
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'=' | b'_' | b'-' | b'.'))
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'=' | b'_' | b'-' | b'.'))
 }
 
 impl KeyTemplate {
@@ -95,18 +96,12 @@ impl KeyTemplate {
             prefix.push('/');
         }
         if !prefix.is_empty() && !is_safe_text(&prefix) {
-            return Err(KeyError::Unsafe {
-                what: "prefix",
-                value: prefix,
-            });
+            return Err(KeyError::Unsafe { what: "prefix", value: prefix });
         }
         let pieces = Self::parse(template)?;
         for name in PLACEHOLDERS {
             if !pieces.contains(&Piece::Slot(name)) {
-                return Err(KeyError::MissingPlaceholder {
-                    template: template.into(),
-                    name,
-                });
+                return Err(KeyError::MissingPlaceholder { template: template.into(), name });
             }
         }
         let text_ok = pieces.iter().all(|p| match p {
@@ -114,10 +109,7 @@ impl KeyTemplate {
             Piece::Slot(_) => true,
         });
         if !text_ok || template.starts_with('/') {
-            return Err(KeyError::Unsafe {
-                what: "key template",
-                value: template.into(),
-            });
+            return Err(KeyError::Unsafe { what: "key template", value: template.into() });
         }
         Ok(Self { prefix, pieces })
     }
@@ -129,15 +121,10 @@ impl KeyTemplate {
             if open > 0 {
                 pieces.push(Piece::Text(rest[..open].to_string()));
             }
-            let close = rest[open..]
-                .find('}')
-                .ok_or_else(|| KeyError::Unclosed(template.into()))?;
+            let close = rest[open..].find('}').ok_or_else(|| KeyError::Unclosed(template.into()))?;
             let name = &rest[open + 1..open + close];
             let slot = PLACEHOLDERS.iter().find(|p| **p == name).ok_or_else(|| {
-                KeyError::UnknownPlaceholder {
-                    template: template.into(),
-                    name: name.into(),
-                }
+                KeyError::UnknownPlaceholder { template: template.into(), name: name.into() }
             })?;
             pieces.push(Piece::Slot(slot));
             rest = &rest[open + close + 1..];
@@ -174,10 +161,7 @@ impl KeyTemplate {
 
 impl Default for KeyTemplate {
     fn default() -> Self {
-        Self {
-            prefix: "streaming/".into(),
-            pieces: Self::parse(DEFAULT_KEY_TEMPLATE).unwrap_or_default(),
-        }
+        Self { prefix: "streaming/".into(), pieces: Self::parse(DEFAULT_KEY_TEMPLATE).unwrap_or_default() }
     }
 }
 
@@ -231,22 +215,13 @@ mod tests {
         let r = record(
             r#"{"symbol":"COMI","interval":"Daily","datetime":"2024-07-01T21:30:00Z","open":1,"high":1,"low":1,"close":1}"#,
         );
-        assert!(t
-            .render(&r)
-            .as_str()
-            .starts_with("streaming/date=2024-07-02/"));
+        assert!(t.render(&r).as_str().starts_with("streaming/date=2024-07-02/"));
     }
 
     #[test]
     fn bad_prefixes_and_templates_are_refused() {
-        assert!(matches!(
-            KeyTemplate::new("../x", DEFAULT_KEY_TEMPLATE),
-            Err(KeyError::Unsafe { .. })
-        ));
-        assert!(matches!(
-            KeyTemplate::new("/abs", DEFAULT_KEY_TEMPLATE),
-            Err(KeyError::Unsafe { .. })
-        ));
+        assert!(matches!(KeyTemplate::new("../x", DEFAULT_KEY_TEMPLATE), Err(KeyError::Unsafe { .. })));
+        assert!(matches!(KeyTemplate::new("/abs", DEFAULT_KEY_TEMPLATE), Err(KeyError::Unsafe { .. })));
         assert!(matches!(
             KeyTemplate::new("p", "date={date}/{symbol}.json"),
             Err(KeyError::MissingPlaceholder { .. })
@@ -255,10 +230,7 @@ mod tests {
             KeyTemplate::new("p", "{date}{symbol}{time}{interval}{field}{oops}"),
             Err(KeyError::UnknownPlaceholder { .. })
         ));
-        assert!(matches!(
-            KeyTemplate::new("p", "{date"),
-            Err(KeyError::Unclosed(_))
-        ));
+        assert!(matches!(KeyTemplate::new("p", "{date"), Err(KeyError::Unclosed(_))));
         let t = KeyTemplate::new("raw", "{symbol}/{date}/{time}-{interval}-{field}.json").unwrap();
         assert_eq!(t.prefix(), "raw/");
     }

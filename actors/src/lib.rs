@@ -18,6 +18,8 @@
 //! Embedding apps build a [`supervisor::PipelineSpec`] and start a
 //! [`supervisor::Supervisor`], or start single actors themselves.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod fetcher;
 pub mod kafka;

@@ -29,9 +29,7 @@ pub enum SymbolError {
     #[error("symbol {0:?} is longer than {MAX_SYMBOL_LEN} characters")]
     TooLong(String),
     /// The symbol held a character that is not an upper-case letter, digit, `_`, `-` or `.`.
-    #[error(
-        "symbol {0:?} may only hold A-Z, 0-9, '_', '-' and '.', starting with a letter or digit"
-    )]
+    #[error("symbol {0:?} may only hold A-Z, 0-9, '_', '-' and '.', starting with a letter or digit")]
     BadCharacter(String),
     /// The symbol held `..`, which could climb out of a key prefix.
     #[error("symbol {0:?} holds '..'")]
@@ -55,9 +53,9 @@ impl Symbol {
             return Err(SymbolError::TooLong(raw.chars().take(64).collect()));
         }
         let first_ok = raw.as_bytes()[0].is_ascii_uppercase() || raw.as_bytes()[0].is_ascii_digit();
-        let all_ok = raw.bytes().all(|b| {
-            b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
-        });
+        let all_ok = raw
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'));
         if !first_ok || !all_ok {
             return Err(SymbolError::BadCharacter(raw.to_string()));
         }
@@ -71,9 +69,7 @@ impl Symbol {
     /// accepts an `EGX:` exchange prefix.
     pub fn parse_user(raw: &str) -> Result<Self, SymbolError> {
         let trimmed = raw.trim();
-        let bare = trimmed
-            .split_once(':')
-            .map_or(trimmed, |(_, ticker)| ticker);
+        let bare = trimmed.split_once(':').map_or(trimmed, |(_, ticker)| ticker);
         Self::parse(&bare.to_ascii_uppercase())
     }
 
@@ -148,10 +144,7 @@ impl Interval {
             "Monthly" | "1M" | "M" => return Ok(Self::Monthly),
             _ => {}
         }
-        let digits = s
-            .strip_suffix(" Minute")
-            .or_else(|| s.strip_suffix("min"))
-            .unwrap_or(s);
+        let digits = s.strip_suffix(" Minute").or_else(|| s.strip_suffix("min")).unwrap_or(s);
         let minutes: u16 = digits.parse().map_err(|_| err())?;
         if MINUTE_RESOLUTIONS.contains(&minutes) {
             Ok(Self::Minutes(minutes))
@@ -270,19 +263,7 @@ mod tests {
 
     #[test]
     fn symbols_reject_path_tricks_and_odd_bytes() {
-        for bad in [
-            "",
-            "../X",
-            "A/B",
-            "A..B",
-            "a",
-            ".A",
-            "A B",
-            "A\0",
-            "ÄB",
-            &"A".repeat(33),
-            "A%2F",
-        ] {
+        for bad in ["", "../X", "A/B", "A..B", "a", ".A", "A B", "A\0", "ÄB", &"A".repeat(33), "A%2F"] {
             assert!(Symbol::parse(bad).is_err(), "{bad:?} should be refused");
         }
         for good in ["COMI", "EGX30", "EGX70EWI", "A.B", "X_1-2"] {
@@ -335,15 +316,9 @@ mod tests {
     #[test]
     fn naive_cairo_times_map_through_gaps_and_overlaps() {
         let t = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").unwrap();
-        assert_eq!(
-            cairo_local_to_utc(t("2025-01-20T10:00:00")).to_rfc3339(),
-            "2025-01-20T08:00:00+00:00"
-        );
+        assert_eq!(cairo_local_to_utc(t("2025-01-20T10:00:00")).to_rfc3339(), "2025-01-20T08:00:00+00:00");
         // 2024-04-26 00:00 does not exist in Cairo (clocks jump to 01:00).
         let gap = cairo_local_to_utc(t("2024-04-26T00:30:00"));
-        assert_eq!(
-            gap.with_timezone(&EXCHANGE_TZ).date_naive().to_string(),
-            "2024-04-26"
-        );
+        assert_eq!(gap.with_timezone(&EXCHANGE_TZ).date_naive().to_string(), "2024-04-26");
     }
 }

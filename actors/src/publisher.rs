@@ -47,12 +47,7 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher writing to `topic` through `producer` (see [`crate::kafka::producer`]).
     pub fn new(producer: FutureProducer, topic: impl Into<String>, log: Logger) -> Self {
-        Self {
-            producer,
-            topic: topic.into(),
-            log,
-            lifeline: None,
-        }
+        Self { producer, topic: topic.into(), log, lifeline: None }
     }
 
     /// Reports this actor's end to a supervisor.
@@ -74,9 +69,6 @@ impl Actor for Publisher {
         if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
             slog::warn!(self.log, "Some messages were not confirmed before the producer stopped; their Fetchers will publish them again."; "error" => %e);
         }
-        if let Some(l) = self.lifeline.as_mut() {
-            l.stopped_cleanly();
-        }
     }
 }
 
@@ -89,19 +81,12 @@ impl Handler<PublishBars> for Publisher {
         let topic = self.topic.clone();
         let log = self.log.clone();
         Box::pin(async move {
-            let messages: Vec<BarMessage> = msg
-                .bars
-                .iter()
-                .map(|bar| BarMessage::new(bar, msg.fetched_at, &msg.source))
-                .collect();
+            let messages: Vec<BarMessage> =
+                msg.bars.iter().map(|bar| BarMessage::new(bar, msg.fetched_at, &msg.source)).collect();
             let payloads: Vec<Vec<u8>> = messages.iter().map(BarMessage::to_bytes).collect();
             let sends = messages.iter().zip(&payloads).map(|(m, payload)| {
-                producer.send(
-                    FutureRecord::to(&topic)
-                        .key(m.symbol.as_bytes())
-                        .payload(payload),
-                    QUEUE_TIMEOUT,
-                )
+                producer
+                    .send(FutureRecord::to(&topic).key(m.symbol.as_bytes()).payload(payload), QUEUE_TIMEOUT)
             });
             let mut receipt = PublishReceipt::default();
             for (result, m) in join_all(sends).await.into_iter().zip(&messages) {
@@ -110,10 +95,7 @@ impl Handler<PublishBars> for Publisher {
                     datetime: m.datetime.clone(),
                     source,
                 })?;
-                receipt.delivered.push(Delivered {
-                    partition: delivery.partition,
-                    offset: delivery.offset,
-                });
+                receipt.delivered.push(Delivered { partition: delivery.partition, offset: delivery.offset });
             }
             debug!(log, "Bars confirmed by Kafka."; "count" => receipt.delivered.len());
             Ok(receipt)
@@ -126,6 +108,9 @@ impl Handler<Stop> for Publisher {
 
     /// Flushes and stops.
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        if let Some(l) = self.lifeline.as_mut() {
+            l.stop_requested();
+        }
         ctx.stop();
     }
 }

@@ -97,13 +97,9 @@ impl MarketRecord {
     pub fn decode(payload: Option<&[u8]>, limit: usize) -> Result<Self, RecordError> {
         let bytes = payload.ok_or(RecordError::Empty)?;
         if bytes.len() > limit {
-            return Err(RecordError::TooLarge {
-                size: bytes.len(),
-                limit,
-            });
+            return Err(RecordError::TooLarge { size: bytes.len(), limit });
         }
-        let wire: WireRecord =
-            serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
+        let wire: WireRecord = serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
         wire.validate()
     }
 }
@@ -127,12 +123,9 @@ struct WireRecord {
 impl WireRecord {
     fn validate(self) -> Result<MarketRecord, RecordError> {
         let symbol = Symbol::parse(&self.symbol)?;
-        let interval =
-            Interval::parse(&self.interval).map_err(|e| RecordError::Interval(e.to_string()))?;
+        let interval = Interval::parse(&self.interval).map_err(|e| RecordError::Interval(e.to_string()))?;
         let time = parse_datetime(&self.datetime)?;
-        let field = match (
-            self.value, self.field, self.open, self.high, self.low, self.close,
-        ) {
+        let field = match (self.value, self.field, self.open, self.high, self.low, self.close) {
             (_, _, Some(o), Some(h), Some(l), Some(c)) => {
                 for (name, v) in [("open", o), ("high", h), ("low", l), ("close", c)] {
                     finite(name, v)?;
@@ -154,12 +147,7 @@ impl WireRecord {
             }
             _ => return Err(RecordError::MissingPrices),
         };
-        Ok(MarketRecord {
-            symbol,
-            interval,
-            time,
-            field,
-        })
+        Ok(MarketRecord { symbol, interval, time, field })
     }
 }
 
@@ -184,9 +172,7 @@ pub fn parse_datetime(raw: &str) -> Result<DateTime<Utc>, RecordError> {
         }
     }
     let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| bad())?;
-    Ok(cairo_local_to_utc(
-        date.and_hms_opt(0, 0, 0).ok_or_else(bad)?,
-    ))
+    Ok(cairo_local_to_utc(date.and_hms_opt(0, 0, 0).ok_or_else(bad)?))
 }
 
 /// The message this crate publishes for one bar: the original daily fields (for every
@@ -227,10 +213,7 @@ impl BarMessage {
             symbol: bar.symbol.to_string(),
             exchange: bar.exchange.clone(),
             interval: bar.interval.name(),
-            datetime: bar
-                .time
-                .with_timezone(&EXCHANGE_TZ)
-                .to_rfc3339_opts(SecondsFormat::Secs, false),
+            datetime: bar.time.with_timezone(&EXCHANGE_TZ).to_rfc3339_opts(SecondsFormat::Secs, false),
             open: bar.open,
             high: bar.high,
             low: bar.low,
@@ -306,10 +289,7 @@ mod tests {
                 r#"{"symbol":"COMI","interval":"Daily","datetime":"yesterday","open":1,"high":1,"low":1,"close":1}"#,
                 "invalid datetime",
             ),
-            (
-                r#"{"symbol":"COMI","interval":"Daily","datetime":"2025-01-20","open":1}"#,
-                "neither",
-            ),
+            (r#"{"symbol":"COMI","interval":"Daily","datetime":"2025-01-20","open":1}"#, "neither"),
             (
                 r#"{"symbol":"COMI","interval":"Hourly","datetime":"2025-01-20","open":1,"high":1,"low":1,"close":1}"#,
                 "unknown interval",
@@ -326,10 +306,7 @@ mod tests {
         let err = MarketRecord::decode(Some(b"\xff\xfe{}"), LIMIT).unwrap_err();
         assert!(matches!(err, RecordError::Json(_)));
         let big = vec![b' '; LIMIT + 1];
-        assert!(matches!(
-            MarketRecord::decode(Some(&big), LIMIT),
-            Err(RecordError::TooLarge { .. })
-        ));
+        assert!(matches!(MarketRecord::decode(Some(&big), LIMIT), Err(RecordError::TooLarge { .. })));
         assert_eq!(MarketRecord::decode(None, LIMIT), Err(RecordError::Empty));
     }
 
@@ -348,16 +325,12 @@ mod tests {
         };
         let ingested = Utc.with_ymd_and_hms(2025, 1, 20, 12, 30, 52).unwrap();
         let msg: serde_json::Value =
-            serde_json::from_slice(&BarMessage::new(&bar, ingested, "synthetic").to_bytes())
-                .unwrap();
+            serde_json::from_slice(&BarMessage::new(&bar, ingested, "synthetic").to_bytes()).unwrap();
         assert_eq!(msg["datetime"], "2025-01-20T10:00:00+02:00");
         assert_eq!(msg["volume"], serde_json::json!(1_250_000));
         assert!(msg["volume"].is_i64());
         assert_eq!(msg["interval"], "Daily");
-        assert_eq!(
-            msg["ingestion_timestamp"],
-            "2025-01-20T12:30:52.000000+00:00"
-        );
+        assert_eq!(msg["ingestion_timestamp"], "2025-01-20T12:30:52.000000+00:00");
         assert_eq!(msg["source"], "synthetic");
         let back = decode(&msg.to_string()).unwrap();
         assert_eq!(back.time, bar.time);

@@ -49,10 +49,7 @@ mod tests {
         assert_eq!(b.ceiling(400), Duration::from_millis(1_000));
         for attempt in 0..10 {
             let d = b.delay(attempt);
-            assert!(
-                d >= b.ceiling(attempt) / 2 && d <= b.ceiling(attempt),
-                "{d:?}"
-            );
+            assert!(d >= b.ceiling(attempt) / 2 && d <= b.ceiling(attempt), "{d:?}");
         }
     }
 }

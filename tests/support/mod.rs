@@ -78,11 +78,7 @@ pub async fn list_keys(client: &Client, bucket: &str, prefix: &str) -> Vec<Strin
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) => return keys,
             other => other.expect("ListObjectsV2"),
         };
-        keys.extend(
-            out.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_string)),
-        );
+        keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
         match out.next_continuation_token() {
             Some(t) => token = Some(t.to_string()),
             None => break,
@@ -94,32 +90,16 @@ pub async fn list_keys(client: &Client, bucket: &str, prefix: &str) -> Vec<Strin
 
 /// An object's bytes.
 pub async fn get(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .expect("GetObject");
-    out.body
-        .collect()
-        .await
-        .expect("object body")
-        .into_bytes()
-        .to_vec()
+    let out = client.get_object().bucket(bucket).key(key).send().await.expect("GetObject");
+    out.body.collect().await.expect("object body").into_bytes().to_vec()
 }
 
 /// Creates a topic with `partitions` partitions on the test broker.
 pub async fn create_topic(topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .create()
-        .expect("admin client");
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", kafka()).create().expect("admin client");
     let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
+        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
         .await
         .expect("CreateTopics");
     for r in results {
@@ -145,11 +125,7 @@ pub async fn produce(topic: &str, messages: &[(Option<&[u8]>, &[u8])]) -> Vec<(i
         if let Some(k) = key {
             record = record.key(*k);
         }
-        let d = p
-            .send(record, Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)
-            .expect("delivered");
+        let d = p.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("delivered");
         out.push((d.partition, d.offset));
     }
     out
@@ -242,10 +218,7 @@ pub fn expected_objects(
     let mut out = BTreeMap::new();
     for m in sorted {
         if let Ok(record) = egx_actors::MarketRecord::decode(m.payload(), 1 << 20) {
-            out.insert(
-                template.render(&record).to_string(),
-                m.payload().unwrap_or_default().to_vec(),
-            );
+            out.insert(template.render(&record).to_string(), m.payload().unwrap_or_default().to_vec());
         }
     }
     out
@@ -269,16 +242,8 @@ pub async fn check_bucket(
         objects: keys.len(),
         ..BucketCheck::default()
     };
-    check.lost = expected
-        .keys()
-        .filter(|k| keys.binary_search(k).is_err())
-        .cloned()
-        .collect();
-    check.extra = keys
-        .iter()
-        .filter(|k| !expected.contains_key(*k))
-        .cloned()
-        .collect();
+    check.lost = expected.keys().filter(|k| keys.binary_search(k).is_err()).cloned().collect();
+    check.extra = keys.iter().filter(|k| !expected.contains_key(*k)).cloned().collect();
     for (key, bytes) in &expected {
         if keys.binary_search(key).is_ok() && &get(client, bucket, key).await != bytes {
             check.wrong_bytes.push(key.clone());
@@ -290,10 +255,8 @@ pub async fn check_bucket(
 /// One past the last offset of each non-empty partition of a topic.
 pub fn end_offsets(topic: &str) -> BTreeMap<i32, i64> {
     let cfg = kafka_config(topic, &unique("egx-test-probe"));
-    let mut ends = egx_actors::kafka::OffsetProbe::new(&cfg)
-        .expect("probe")
-        .end_offsets()
-        .expect("end offsets");
+    let mut ends =
+        egx_actors::kafka::OffsetProbe::new(&cfg).expect("probe").end_offsets().expect("end offsets");
     ends.retain(|_, end| *end > 0);
     ends
 }
@@ -340,10 +303,7 @@ format = "json"
         kafka = kafka(),
         s3 = s3_endpoint(),
     );
-    let mut f = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp file");
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp file");
     f.write_all(text.as_bytes()).expect("write config");
     f
 }
@@ -359,10 +319,7 @@ pub fn binary() -> std::process::Command {
 pub fn test_logger() -> slog::Logger {
     use slog::Drain;
     let decorator = slog_term::PlainSyncDecorator::new(slog_term::TestStdoutWriter);
-    let drain = slog_term::FullFormat::new(decorator)
-        .build()
-        .filter_level(slog::Level::Warning)
-        .fuse();
+    let drain = slog_term::FullFormat::new(decorator).build().filter_level(slog::Level::Warning).fuse();
     slog::Logger::root(drain, slog::o!())
 }
 
@@ -378,10 +335,7 @@ pub async fn pipeline_spec(
     use egx_actors::config::{FetchConfig, WriterConfig};
     use std::sync::Arc;
     let sink = sink_config(bucket);
-    let now = chrono::Utc
-        .with_ymd_and_hms(2025, 3, 13, 12, 0, 0)
-        .single()
-        .expect("valid instant");
+    let now = chrono::Utc.with_ymd_and_hms(2025, 3, 13, 12, 0, 0).single().expect("valid instant");
     let clock: egx_actors::source::Clock = Arc::new(move || now);
     egx_actors::supervisor::PipelineSpec {
         kafka: kafka_config(topic, group),
@@ -393,10 +347,7 @@ pub async fn pipeline_spec(
             ..WriterConfig::default()
         },
         fetch: FetchConfig {
-            symbols: symbols
-                .iter()
-                .map(|s| egx_actors::Symbol::parse(s).expect("symbol"))
-                .collect(),
+            symbols: symbols.iter().map(|s| egx_actors::Symbol::parse(s).expect("symbol")).collect(),
             n_bars,
             poll_interval_secs: 1,
             ..FetchConfig::default()

@@ -44,12 +44,7 @@ pub struct ReaderContext {
 
 impl ReaderContext {
     pub(super) fn new(closing: Arc<AtomicBool>, topic: String, log: Logger) -> Self {
-        Self {
-            reader: Arc::new(Mutex::new(None)),
-            closing,
-            topic,
-            log,
-        }
+        Self { reader: Arc::new(Mutex::new(None)), closing, topic, log }
     }
 
     pub(super) fn attach(&self, reader: Addr<KafkaReader>) {
@@ -63,10 +58,7 @@ impl ReaderContext {
     }
 
     fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
-        tpl.elements_for_topic(&self.topic)
-            .iter()
-            .map(|e| e.partition())
-            .collect()
+        tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect()
     }
 }
 
@@ -123,7 +115,10 @@ pub(super) fn spawn_poller(
                 Some(Err(e)) => warn!(log, "Kafka poll error."; "error" => %e),
             }
             if !reader.connected() {
-                warn!(log, "KafkaReader is gone; closing its consumer (uncommitted records will be re-consumed).");
+                warn!(
+                    log,
+                    "KafkaReader is gone; closing its consumer (uncommitted records will be re-consumed)."
+                );
                 break;
             }
         }

@@ -149,22 +149,13 @@ mod tests {
     #[test]
     fn backlog_releases_only_into_free_slots() {
         let mut l = PartitionLedger::new(1);
-        let rec = |o| OwnedRecord {
-            partition: 0,
-            offset: o,
-            key: None,
-            payload: None,
-        };
+        let rec = |o| OwnedRecord { partition: 0, offset: o, key: None, payload: None };
         l.dispatched(0);
         l.defer(rec(1));
         assert_eq!(l.next_ready(1), None);
         l.written(0);
         assert_eq!(l.next_ready(1), Some(rec(1)));
-        assert_eq!(
-            l.watermark(),
-            Some(1),
-            "deferred records are not past the watermark"
-        );
+        assert_eq!(l.watermark(), Some(1), "deferred records are not past the watermark");
     }
 
     #[test]

@@ -34,9 +34,7 @@ use context::{Consumed, PartitionsAssigned, PartitionsRevoked};
 use crate::config::{ChaosConfig, KafkaConfig, WriterConfig};
 use crate::kafka::consumer_config;
 use crate::lifeline::Lifeline;
-use crate::messages::{
-    Drain, GetProgress, ReaderProgress, RecordWritten, WriteOutcome, WriteRecord,
-};
+use crate::messages::{Drain, GetProgress, ReaderProgress, RecordWritten, WriteOutcome, WriteRecord};
 
 /// Mailbox size: the in-flight limits bound what is queued, this only has to exceed them.
 const MAILBOX_CAPACITY: usize = 65_536;
@@ -102,16 +100,10 @@ impl KafkaReader {
         let context = ReaderContext::new(closing.clone(), topic.clone(), spec.log.clone());
         let consumer: BaseConsumer<ReaderContext> = consumer_config(&spec.kafka)
             .create_with_context(context)
-            .map_err(|source| ReaderError::Consumer {
-                topic: topic.clone(),
-                source,
-            })?;
+            .map_err(|source| ReaderError::Consumer { topic: topic.clone(), source })?;
         consumer
             .subscribe(&[&topic])
-            .map_err(|source| ReaderError::Consumer {
-                topic: topic.clone(),
-                source,
-            })?;
+            .map_err(|source| ReaderError::Consumer { topic: topic.clone(), source })?;
         let consumer = Arc::new(consumer);
         let reader = Self {
             spec: spec.clone(),
@@ -131,10 +123,7 @@ impl KafkaReader {
             consumer.context().attach(addr.clone());
             let poller = context::spawn_poller(poll_consumer, addr, closing, spec.log.clone());
             match poller {
-                Ok(handle) => Self {
-                    poller: Some(handle),
-                    ..reader
-                },
+                Ok(handle) => Self { poller: Some(handle), ..reader },
                 Err(e) => {
                     error!(spec.log, "Cannot spawn the Kafka polling thread; the reader stops."; "error" => %e);
                     ctx.stop();
@@ -208,13 +197,7 @@ impl KafkaReader {
         };
         ledger.dispatched(record.offset);
         let (partition, offset, epoch) = (record.partition, record.offset, ledger.epoch);
-        let request = WriteRecord {
-            partition,
-            offset,
-            epoch,
-            key: record.key,
-            payload: record.payload,
-        };
+        let request = WriteRecord { partition, offset, epoch, key: record.key, payload: record.payload };
         let send = self.spec.sink.send(request);
         ctx.spawn(send.into_actor(self).map(move |result, act, ctx| match result {
             Ok(written) => act.on_written(written, ctx),
@@ -230,11 +213,7 @@ impl KafkaReader {
         let Some(consumer) = &self.consumer else {
             return;
         };
-        let result = if pause {
-            consumer.pause(&tpl)
-        } else {
-            consumer.resume(&tpl)
-        };
+        let result = if pause { consumer.pause(&tpl) } else { consumer.resume(&tpl) };
         match result {
             Ok(()) => {
                 if let Some(l) = self.ledgers.get_mut(&partition) {
@@ -250,10 +229,7 @@ impl KafkaReader {
 
     fn on_written(&mut self, written: RecordWritten, ctx: &mut Context<Self>) {
         let limit = self.spec.writer.max_in_flight_per_partition;
-        let Some(ledger) = self
-            .ledgers
-            .get_mut(&written.partition)
-            .filter(|l| l.epoch == written.epoch)
+        let Some(ledger) = self.ledgers.get_mut(&written.partition).filter(|l| l.epoch == written.epoch)
         else {
             debug!(self.spec.log, "Dropped an ack for a partition no longer owned."; "partition" => written.partition, "offset" => written.offset);
             return;
@@ -282,9 +258,7 @@ impl KafkaReader {
     }
 
     fn idle(&self, partitions: &[i32]) -> bool {
-        partitions
-            .iter()
-            .all(|p| self.ledgers.get(p).is_none_or(|l| l.in_flight() == 0))
+        partitions.iter().all(|p| self.ledgers.get(p).is_none_or(|l| l.in_flight() == 0))
     }
 
     fn wake_waiters(&mut self) {
@@ -299,10 +273,7 @@ impl KafkaReader {
     }
 
     /// Resolves once `partitions` have nothing in flight or the drain bound passed.
-    fn wait_idle(
-        &mut self,
-        partitions: Vec<i32>,
-    ) -> impl std::future::Future<Output = bool> + 'static {
+    fn wait_idle(&mut self, partitions: Vec<i32>) -> impl std::future::Future<Output = bool> + 'static {
         let (done, rx) = oneshot::channel();
         if self.idle(&partitions) {
             let _ = done.send(());
@@ -328,9 +299,6 @@ impl Actor for KafkaReader {
         self.commit(None, CommitMode::Sync);
         self.closing.store(true, Ordering::SeqCst);
         info!(self.spec.log, "KafkaReader stopped."; "committed" => ?self.progress.committed);
-        if let Some(l) = self.lifeline.as_mut() {
-            l.stopped_cleanly();
-        }
     }
 }
 
@@ -372,14 +340,9 @@ impl Handler<PartitionsAssigned> for KafkaReader {
     type Result = ();
 
     /// Opens a ledger with a new epoch for each partition.
-    fn handle(
-        &mut self,
-        PartitionsAssigned(partitions): PartitionsAssigned,
-        _ctx: &mut Self::Context,
-    ) {
+    fn handle(&mut self, PartitionsAssigned(partitions): PartitionsAssigned, _ctx: &mut Self::Context) {
         for p in &partitions {
-            self.ledgers
-                .insert(*p, PartitionLedger::new(self.next_epoch));
+            self.ledgers.insert(*p, PartitionLedger::new(self.next_epoch));
             self.next_epoch += 1;
         }
         info!(self.spec.log, "Partitions assigned."; "partitions" => ?partitions);
@@ -419,11 +382,8 @@ impl Handler<GetProgress> for KafkaReader {
 
     fn handle(&mut self, _: GetProgress, _ctx: &mut Self::Context) -> Self::Result {
         let mut progress = self.progress.clone();
-        progress.written_watermark = self
-            .ledgers
-            .iter()
-            .filter_map(|(p, l)| l.watermark().map(|w| (*p, w)))
-            .collect();
+        progress.written_watermark =
+            self.ledgers.iter().filter_map(|(p, l)| l.watermark().map(|w| (*p, w))).collect();
         MessageResult(progress)
     }
 }
@@ -434,6 +394,9 @@ impl Handler<Drain> for KafkaReader {
     /// Graceful stop: no new dispatches, bounded wait for in-flight writes, sync commit.
     fn handle(&mut self, _: Drain, _ctx: &mut Self::Context) -> Self::Result {
         self.draining = true;
+        if let Some(l) = self.lifeline.as_mut() {
+            l.stop_requested();
+        }
         for l in self.ledgers.values_mut() {
             l.clear_backlog();
         }

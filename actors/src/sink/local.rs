@@ -49,11 +49,7 @@ impl LocalDirSink {
         tmp.write_all(body).map_err(|e| err("write", e))?;
         tmp.as_file().sync_all().map_err(|e| err("sync", e))?;
         tmp.persist(&path).map_err(|e| err("rename", e.error))?;
-        Ok(if existing.is_some() {
-            PutOutcome::Replaced
-        } else {
-            PutOutcome::Created
-        })
+        Ok(if existing.is_some() { PutOutcome::Replaced } else { PutOutcome::Created })
     }
 }
 
@@ -61,39 +57,60 @@ impl ObjectSink for LocalDirSink {
     fn prepare(&self) -> BoxFuture<'static, Result<(), SinkError>> {
         let root = self.root.clone();
         async move {
-            tokio::fs::create_dir_all(&root)
-                .await
-                .map_err(|e| SinkError {
-                    operation: "create directory",
-                    target: root.display().to_string(),
-                    detail: e.to_string(),
-                })
+            tokio::fs::create_dir_all(&root).await.map_err(|e| SinkError {
+                operation: "create directory",
+                target: root.display().to_string(),
+                detail: e.to_string(),
+            })
         }
         .boxed()
     }
 
-    fn put(
-        &self,
-        key: ObjectKey,
-        body: Vec<u8>,
-    ) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
+    fn put(&self, key: ObjectKey, body: Vec<u8>) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
         let root = self.root.clone();
         async move {
             let target = key.to_string();
             tokio::task::spawn_blocking(move || Self::put_blocking(&root, &key, &body))
                 .await
-                .unwrap_or_else(|e| {
-                    Err(SinkError {
-                        operation: "PUT",
-                        target,
-                        detail: e.to_string(),
-                    })
-                })
+                .unwrap_or_else(|e| Err(SinkError { operation: "PUT", target, detail: e.to_string() }))
         }
         .boxed()
     }
 
     fn location(&self) -> String {
         self.root.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyTemplate;
+    use crate::record::MarketRecord;
+
+    fn key() -> ObjectKey {
+        let r = MarketRecord::decode(
+            Some(br#"{"symbol":"COMI","interval":"Daily","datetime":"2025-01-20T10:00:00+02:00","open":1,"high":1,"low":1,"close":1}"#),
+            1024,
+        )
+        .unwrap();
+        KeyTemplate::default().render(&r)
+    }
+
+    #[actix_rt::test]
+    async fn writes_are_atomic_and_replays_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LocalDirSink::new(dir.path().to_path_buf());
+        sink.prepare().await.unwrap();
+        assert_eq!(sink.put(key(), b"v1".to_vec()).await.unwrap(), PutOutcome::Created);
+        assert_eq!(sink.put(key(), b"v1".to_vec()).await.unwrap(), PutOutcome::Unchanged);
+        assert_eq!(sink.put(key(), b"v2".to_vec()).await.unwrap(), PutOutcome::Replaced);
+        let path = dir.path().join(key().as_str());
+        assert_eq!(std::fs::read(&path).unwrap(), b"v2");
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(leftovers, ["100000000000_1D_ohlcv.json"], "no temporary files left behind");
     }
 }

@@ -40,11 +40,7 @@ pub trait ObjectSink: Send + Sync + 'static {
     /// Makes the store ready (creates the bucket or directory when allowed).
     fn prepare(&self) -> BoxFuture<'static, Result<(), SinkError>>;
     /// Stores `body` under `key`, atomically.
-    fn put(
-        &self,
-        key: ObjectKey,
-        body: Vec<u8>,
-    ) -> BoxFuture<'static, Result<PutOutcome, SinkError>>;
+    fn put(&self, key: ObjectKey, body: Vec<u8>) -> BoxFuture<'static, Result<PutOutcome, SinkError>>;
     /// Where objects go, for people (`s3://bucket`, a directory).
     fn location(&self) -> String;
 }

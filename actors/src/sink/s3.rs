@@ -44,9 +44,7 @@ pub async fn client(cfg: &SinkConfig) -> Client {
         loader = loader.endpoint_url(&cfg.endpoint);
     }
     let shared = loader.load().await;
-    let conf = aws_sdk_s3::config::Builder::from(&shared)
-        .force_path_style(cfg.force_path_style)
-        .build();
+    let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.force_path_style).build();
     Client::from_conf(conf)
 }
 
@@ -95,20 +93,12 @@ impl S3Sink {
             create_bucket: cfg.create_bucket,
             sse,
             sse_kms_key_id: kms,
-            endpoint: if cfg.endpoint.is_empty() {
-                "AWS".into()
-            } else {
-                cfg.endpoint.clone()
-            },
+            endpoint: if cfg.endpoint.is_empty() { "AWS".into() } else { cfg.endpoint.clone() },
         }
     }
 
     fn error(&self, operation: &'static str, key: &str, detail: String) -> SinkError {
-        SinkError {
-            operation,
-            target: format!("s3://{}/{}", self.bucket, key),
-            detail,
-        }
+        SinkError { operation, target: format!("s3://{}/{}", self.bucket, key), detail }
     }
 
     async fn ensure_bucket(self) -> Result<(), SinkError> {
@@ -124,22 +114,9 @@ impl S3Sink {
                 "bucket does not exist and sink.create_bucket is false".into(),
             ));
         }
-        match self
-            .client
-            .create_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-        {
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.code(),
-                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
-                ) =>
-            {
-                Ok(())
-            }
+            Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")) => Ok(()),
             Err(e) => Err(self.error("create bucket", "", describe(&e))),
         }
     }
@@ -151,10 +128,7 @@ impl S3Sink {
         only_if_absent: bool,
     ) -> Result<
         (),
-        SdkError<
-            aws_sdk_s3::operation::put_object::PutObjectError,
-            aws_sdk_s3::config::http::HttpResponse,
-        >,
+        SdkError<aws_sdk_s3::operation::put_object::PutObjectError, aws_sdk_s3::config::http::HttpResponse>,
     > {
         let mut req = self
             .client
@@ -184,11 +158,7 @@ impl S3Sink {
             .send()
             .await
             .map_err(|e| self.error("GET", key, describe(&e)))?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| self.error("GET", key, e.to_string()))?;
+        let bytes = out.body.collect().await.map_err(|e| self.error("GET", key, e.to_string()))?;
         Ok(bytes.into_bytes().to_vec())
     }
 
@@ -202,9 +172,7 @@ impl S3Sink {
         if self.read(key).await? == body {
             return Ok(PutOutcome::Unchanged);
         }
-        self.put_object(key, &body, false)
-            .await
-            .map_err(|e| self.error("PUT", key, describe(&e)))?;
+        self.put_object(key, &body, false).await.map_err(|e| self.error("PUT", key, describe(&e)))?;
         Ok(PutOutcome::Replaced)
     }
 }
@@ -214,11 +182,7 @@ impl ObjectSink for S3Sink {
         self.clone().ensure_bucket().boxed()
     }
 
-    fn put(
-        &self,
-        key: ObjectKey,
-        body: Vec<u8>,
-    ) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
+    fn put(&self, key: ObjectKey, body: Vec<u8>) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
         self.clone().put_conditional(key, body).boxed()
     }
 

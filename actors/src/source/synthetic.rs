@@ -35,11 +35,7 @@ impl SyntheticSource {
             ^ fnv(request.symbol.as_str().as_bytes())
             ^ fnv(request.interval.feed_code().as_bytes()));
         let base = 10.0 + (stream % 9_000) as f64 / 100.0;
-        let mut walk = Walk {
-            stream,
-            index: 0,
-            log_price: 0.0,
-        };
+        let mut walk = Walk { stream, index: 0, log_price: 0.0 };
         times
             .into_iter()
             .map(|time| {
@@ -102,9 +98,7 @@ fn round2(v: f64) -> f64 {
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// SplitMix64 finaliser: a well-mixed hash of one word.
@@ -232,23 +226,10 @@ mod tests {
         let dates: Vec<String> = bars.iter().map(|b| b.trading_date().to_string()).collect();
         assert_eq!(
             dates,
-            [
-                "2025-01-16",
-                "2025-01-19",
-                "2025-01-20",
-                "2025-01-21",
-                "2025-01-22",
-                "2025-01-23"
-            ]
+            ["2025-01-16", "2025-01-19", "2025-01-20", "2025-01-21", "2025-01-22", "2025-01-23"]
         );
         for b in &bars {
-            assert_eq!(
-                b.time
-                    .with_timezone(&EXCHANGE_TZ)
-                    .format("%H:%M")
-                    .to_string(),
-                "10:00"
-            );
+            assert_eq!(b.time.with_timezone(&EXCHANGE_TZ).format("%H:%M").to_string(), "10:00");
             assert!(b.low <= b.open.min(b.close) && b.high >= b.open.max(b.close));
         }
     }
@@ -256,24 +237,12 @@ mod tests {
     #[test]
     fn the_same_bar_is_the_same_whenever_it_is_fetched() {
         let s = source();
-        let a = s.bars_at(
-            &request(Interval::Daily, 3),
-            Utc.with_ymd_and_hms(2025, 1, 23, 14, 0, 0).unwrap(),
-        );
-        let b = s.bars_at(
-            &request(Interval::Daily, 5),
-            Utc.with_ymd_and_hms(2025, 1, 26, 14, 0, 0).unwrap(),
-        );
-        let b_same: Vec<_> = b
-            .iter()
-            .filter(|x| a.iter().any(|y| y.time == x.time))
-            .cloned()
-            .collect();
+        let a = s.bars_at(&request(Interval::Daily, 3), Utc.with_ymd_and_hms(2025, 1, 23, 14, 0, 0).unwrap());
+        let b = s.bars_at(&request(Interval::Daily, 5), Utc.with_ymd_and_hms(2025, 1, 26, 14, 0, 0).unwrap());
+        let b_same: Vec<_> = b.iter().filter(|x| a.iter().any(|y| y.time == x.time)).cloned().collect();
         assert_eq!(a, b_same);
-        let other_seed = SyntheticSource::new(8, super::super::system_clock()).bars_at(
-            &request(Interval::Daily, 3),
-            Utc.with_ymd_and_hms(2025, 1, 23, 14, 0, 0).unwrap(),
-        );
+        let other_seed = SyntheticSource::new(8, super::super::system_clock())
+            .bars_at(&request(Interval::Daily, 3), Utc.with_ymd_and_hms(2025, 1, 23, 14, 0, 0).unwrap());
         assert_ne!(a[0].close, other_seed[0].close);
     }
 
@@ -281,18 +250,8 @@ mod tests {
     fn intraday_bars_stay_inside_the_session() {
         let now = Utc.with_ymd_and_hms(2025, 1, 23, 9, 0, 0).unwrap(); // 11:00 Cairo
         let bars = source().bars_at(&request(Interval::Minutes(30), 5), now);
-        let times: Vec<String> = bars
-            .iter()
-            .map(|b| {
-                b.time
-                    .with_timezone(&EXCHANGE_TZ)
-                    .format("%d %H:%M")
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(
-            times,
-            ["22 13:30", "22 14:00", "23 10:00", "23 10:30", "23 11:00"]
-        );
+        let times: Vec<String> =
+            bars.iter().map(|b| b.time.with_timezone(&EXCHANGE_TZ).format("%d %H:%M").to_string()).collect();
+        assert_eq!(times, ["22 13:30", "22 14:00", "23 10:00", "23 10:30", "23 11:00"]);
     }
 }

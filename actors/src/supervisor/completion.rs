@@ -60,9 +60,7 @@ impl Completion {
 
     /// True when the group's committed offsets reach every target.
     pub fn written_all(&self, committed: &BTreeMap<i32, i64>) -> bool {
-        self.targets
-            .iter()
-            .all(|(p, target)| *target <= 0 || committed.get(p).is_some_and(|c| c >= target))
+        self.targets.iter().all(|(p, target)| *target <= 0 || committed.get(p).is_some_and(|c| c >= target))
     }
 }
 
@@ -82,23 +80,11 @@ mod tests {
             symbol: comi,
             interval: Interval::Daily,
             fetched: 3,
-            delivered: vec![
-                Delivered {
-                    partition: 1,
-                    offset: 7,
-                },
-                Delivered {
-                    partition: 1,
-                    offset: 9,
-                },
-            ],
+            delivered: vec![Delivered { partition: 1, offset: 7 }, Delivered { partition: 1, offset: 9 }],
             error: None,
         };
         assert!(c.record(&event));
-        assert!(
-            !c.record(&event),
-            "a second report of the same symbol is not counted"
-        );
+        assert!(!c.record(&event), "a second report of the same symbol is not counted");
         assert!(c.fetched_all());
         assert_eq!((c.fetched, c.published), (3, 2));
         assert!(!c.written_all(&BTreeMap::from([(1, 9)])));

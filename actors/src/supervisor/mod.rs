@@ -181,23 +181,16 @@ impl Supervisor {
     /// Topics, producer, bucket: everything that must exist before actors start.
     fn prepare(
         &self,
-    ) -> impl std::future::Future<
-        Output = Result<(Option<FutureProducer>, Option<OffsetProbe>), String>,
-    > + 'static {
+    ) -> impl std::future::Future<Output = Result<(Option<FutureProducer>, Option<OffsetProbe>), String>> + 'static
+    {
         let spec = self.spec.clone();
         async move {
             if spec.kafka.mode == KafkaMode::External {
-                kafka::ensure_topics(&spec.kafka)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                kafka::ensure_topics(&spec.kafka).await.map_err(|e| e.to_string())?;
             }
-            let producer =
-                kafka::producer(&spec.kafka).map_err(|e: KafkaSetupError| e.to_string())?;
+            let producer = kafka::producer(&spec.kafka).map_err(|e: KafkaSetupError| e.to_string())?;
             if spec.consume {
-                spec.object_sink
-                    .prepare()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                spec.object_sink.prepare().await.map_err(|e| e.to_string())?;
             }
             let probe = if spec.once && spec.consume {
                 let probe = OffsetProbe::new(&spec.kafka).map_err(|e| e.to_string())?;
@@ -235,13 +228,9 @@ impl Supervisor {
             return;
         };
         let gen = self.next_generation();
-        let publisher = Publisher::new(
-            producer,
-            self.spec.kafka.topic.clone(),
-            self.spec.log.clone(),
-        )
-        .with_lifeline(self.lifeline(ChildId::Publisher(gen), ctx))
-        .start();
+        let publisher = Publisher::new(producer, self.spec.kafka.topic.clone(), self.spec.log.clone())
+            .with_lifeline(self.lifeline(ChildId::Publisher(gen), ctx))
+            .start();
         self.publisher = Some((gen, publisher));
     }
 
@@ -261,11 +250,7 @@ impl Supervisor {
             },
             source: self.spec.source.clone(),
             publisher: publisher.clone().recipient(),
-            poll_every: if self.spec.once {
-                None
-            } else {
-                fetch.poll_interval()
-            },
+            poll_every: if self.spec.once { None } else { fetch.poll_interval() },
             cursors: self.cursors.clone(),
             events: Some(ctx.address().recipient()),
             clock: self.spec.clock.clone(),
@@ -325,10 +310,9 @@ impl Supervisor {
                     act.completion.require(p, end);
                 }
             }
-            Ok(Err(e)) => act.finish(
-                PipelineExit::Failed(format!("cannot read the topic's end offsets: {e}")),
-                ctx,
-            ),
+            Ok(Err(e)) => {
+                act.finish(PipelineExit::Failed(format!("cannot read the topic's end offsets: {e}")), ctx)
+            }
             Err(e) => act.finish(PipelineExit::Failed(e.to_string()), ctx),
         }));
     }
@@ -357,11 +341,7 @@ impl Supervisor {
         let window = Duration::from_secs(self.spec.supervisor.restart_window_secs);
         let now = Instant::now();
         self.restarts.push_back(now);
-        while self
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > window)
-        {
+        while self.restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
             self.restarts.pop_front();
         }
         self.total_restarts += 1;
@@ -449,10 +429,7 @@ impl Supervisor {
             return;
         }
         self.stopping = true;
-        info!(
-            self.spec.log,
-            "Shutting down: stopping Fetchers, draining in-flight writes, committing."
-        );
+        info!(self.spec.log, "Shutting down: stopping Fetchers, draining in-flight writes, committing.");
         for (_, (_, fetcher)) in std::mem::take(&mut self.fetchers) {
             fetcher.do_send(Stop);
         }
@@ -470,10 +447,7 @@ impl Supervisor {
                 let _ = publisher.send(Stop).await;
             }
             let committed = match probe {
-                Some(p) => tokio::task::spawn_blocking(move || p.committed())
-                    .await
-                    .ok()
-                    .and_then(Result::ok),
+                Some(p) => tokio::task::spawn_blocking(move || p.committed()).await.ok().and_then(Result::ok),
                 None => None,
             };
             (progress, committed.unwrap_or_default())
@@ -483,11 +457,7 @@ impl Supervisor {
                 fetched: act.completion.fetched,
                 published: act.completion.published,
                 fetch_failures: act.completion.failures.clone(),
-                committed: if committed.is_empty() {
-                    reader.committed.clone()
-                } else {
-                    committed
-                },
+                committed: if committed.is_empty() { reader.committed.clone() } else { committed },
                 reader,
                 location: act.spec.object_sink.location(),
                 restarts: act.total_restarts,
@@ -519,18 +489,14 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.wait(
-            self.prepare()
-                .into_actor(self)
-                .map(|result, act, ctx| match result {
-                    Ok((producer, probe)) => {
-                        act.producer = producer;
-                        act.probe = probe.map(Arc::new);
-                        act.start_children(ctx);
-                    }
-                    Err(e) => act.finish(PipelineExit::Failed(e), ctx),
-                }),
-        );
+        ctx.wait(self.prepare().into_actor(self).map(|result, act, ctx| match result {
+            Ok((producer, probe)) => {
+                act.producer = producer;
+                act.probe = probe.map(Arc::new);
+                act.start_children(ctx);
+            }
+            Err(e) => act.finish(PipelineExit::Failed(e), ctx),
+        }));
     }
 }
 
@@ -542,8 +508,8 @@ impl Handler<ChildExited> for Supervisor {
         if self.stopping {
             return;
         }
-        if msg.crashed {
-            error!(self.spec.log, "Actor panicked."; "actor" => ?msg.id);
+        if msg.unexpected {
+            error!(self.spec.log, "Actor ended unexpectedly (a panic or a failure)."; "actor" => ?msg.id);
         }
         self.on_child_exit(msg.id, ctx);
     }
@@ -589,11 +555,7 @@ impl Handler<RemoveSymbol> for Supervisor {
     type Result = Result<(), SupervisorError>;
 
     /// Stops and forgets the symbol's Fetcher.
-    fn handle(
-        &mut self,
-        RemoveSymbol(symbol): RemoveSymbol,
-        _ctx: &mut Self::Context,
-    ) -> Self::Result {
+    fn handle(&mut self, RemoveSymbol(symbol): RemoveSymbol, _ctx: &mut Self::Context) -> Self::Result {
         if !self.spec.produce {
             return Err(SupervisorError::NotProducing);
         }

@@ -37,16 +37,8 @@ pub struct DeadLetters {
 
 impl DeadLetters {
     /// Publishes to `topic` records that came from `source_topic`.
-    pub fn new(
-        producer: FutureProducer,
-        topic: impl Into<String>,
-        source_topic: impl Into<String>,
-    ) -> Self {
-        Self {
-            producer,
-            topic: topic.into(),
-            source_topic: source_topic.into(),
-        }
+    pub fn new(producer: FutureProducer, topic: impl Into<String>, source_topic: impl Into<String>) -> Self {
+        Self { producer, topic: topic.into(), source_topic: source_topic.into() }
     }
 
     /// Publishes one refused record and waits for Kafka's acknowledgement.
@@ -57,37 +49,18 @@ impl DeadLetters {
         let size = payload.len().to_string();
         let cut = payload.len() > MAX_DEAD_LETTER_PAYLOAD;
         let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: headers::REASON,
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: headers::TOPIC,
-                value: Some(&self.source_topic),
-            })
-            .insert(Header {
-                key: headers::PARTITION,
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: headers::OFFSET,
-                value: Some(&offset),
-            });
+            .insert(Header { key: headers::REASON, value: Some(reason) })
+            .insert(Header { key: headers::TOPIC, value: Some(&self.source_topic) })
+            .insert(Header { key: headers::PARTITION, value: Some(&partition) })
+            .insert(Header { key: headers::OFFSET, value: Some(&offset) });
         if cut {
-            headers = headers.insert(Header {
-                key: headers::TRUNCATED_FROM,
-                value: Some(&size),
-            });
+            headers = headers.insert(Header { key: headers::TRUNCATED_FROM, value: Some(&size) });
         }
         let body = &payload[..payload.len().min(MAX_DEAD_LETTER_PAYLOAD)];
         let mut out = FutureRecord::to(&self.topic).payload(body).headers(headers);
         if let Some(key) = record.key.as_deref() {
             out = out.key(key);
         }
-        self.producer
-            .send(out, Duration::from_secs(10))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
+        self.producer.send(out, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| e)
     }
 }

@@ -64,14 +64,7 @@ impl S3Writer {
     pub fn new(spec: WriterSpec) -> Self {
         let backoff = Backoff::from_millis(spec.config.retry_initial_ms, spec.config.retry_max_ms);
         let permits = Arc::new(Semaphore::new(spec.config.max_concurrent_writes));
-        Self {
-            spec,
-            backoff,
-            permits,
-            tails: HashMap::new(),
-            next_job: 0,
-            lifeline: None,
-        }
+        Self { spec, backoff, permits, tails: HashMap::new(), next_job: 0, lifeline: None }
     }
 
     /// Reports this actor's end to a supervisor.
@@ -80,26 +73,15 @@ impl S3Writer {
         self
     }
 
-    fn store(
-        &mut self,
-        msg: WriteRecord,
-        record: MarketRecord,
-    ) -> ResponseActFuture<Self, RecordWritten> {
+    fn store(&mut self, msg: WriteRecord, record: MarketRecord) -> ResponseActFuture<Self, RecordWritten> {
         let key = self.spec.template.render(&record);
         let body = msg.payload.clone().unwrap_or_default();
         let (done_tx, done_rx) = oneshot::channel();
         let job = self.next_job;
         self.next_job += 1;
-        let previous = self
-            .tails
-            .insert(key.clone(), (job, done_rx.shared()))
-            .map(|(_, tail)| tail);
-        let (sink, permits, backoff, log) = (
-            self.spec.sink.clone(),
-            self.permits.clone(),
-            self.backoff,
-            self.spec.log.clone(),
-        );
+        let previous = self.tails.insert(key.clone(), (job, done_rx.shared())).map(|(_, tail)| tail);
+        let (sink, permits, backoff, log) =
+            (self.spec.sink.clone(), self.permits.clone(), self.backoff, self.spec.log.clone());
         let write_key = key.clone();
         let fut = async move {
             if let Some(previous) = previous {
@@ -137,16 +119,8 @@ impl S3Writer {
         }))
     }
 
-    fn dead_letter(
-        &mut self,
-        msg: WriteRecord,
-        reason: String,
-    ) -> ResponseActFuture<Self, RecordWritten> {
-        let (dlq, backoff, log) = (
-            self.spec.dead_letters.clone(),
-            self.backoff,
-            self.spec.log.clone(),
-        );
+    fn dead_letter(&mut self, msg: WriteRecord, reason: String) -> ResponseActFuture<Self, RecordWritten> {
+        let (dlq, backoff, log) = (self.spec.dead_letters.clone(), self.backoff, self.spec.log.clone());
         warn!(log, "Record refused; sending it to the dead-letter topic."; "partition" => msg.partition, "offset" => msg.offset, "reason" => &reason);
         let fut = async move {
             let mut attempt = 0u32;
@@ -174,12 +148,6 @@ impl Actor for S3Writer {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         info!(self.spec.log, "S3Writer started."; "location" => self.spec.sink.location(), "prefix" => self.spec.template.prefix());
     }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let Some(l) = self.lifeline.as_mut() {
-            l.stopped_cleanly();
-        }
-    }
 }
 
 impl Handler<WriteRecord> for S3Writer {
@@ -188,10 +156,7 @@ impl Handler<WriteRecord> for S3Writer {
     /// Validates the record, then stores it or dead-letters it.
     fn handle(&mut self, msg: WriteRecord, _ctx: &mut Self::Context) -> Self::Result {
         if ChaosConfig::roll(self.spec.panic_rate) {
-            panic!(
-                "chaos: injected S3Writer panic at partition {} offset {}",
-                msg.partition, msg.offset
-            );
+            panic!("chaos: injected S3Writer panic at partition {} offset {}", msg.partition, msg.offset);
         }
         match MarketRecord::decode(msg.payload.as_deref(), self.spec.config.max_record_bytes) {
             Ok(record) => self.store(msg, record),
@@ -205,6 +170,9 @@ impl Handler<Stop> for S3Writer {
 
     /// Stops; writes still in flight are abandoned (never confirmed, so replayed later).
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        if let Some(l) = self.lifeline.as_mut() {
+            l.stop_requested();
+        }
         ctx.stop();
     }
 }
