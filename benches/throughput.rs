@@ -33,6 +33,7 @@ use egx_actors::config::{
 };
 use egx_actors::market::{Bar, Interval, Symbol};
 use egx_actors::messages::{PublishBars, Stop};
+use egx_actors::metrics::Metrics;
 use egx_actors::publisher::Publisher;
 use egx_actors::source::{Clock, FetchRequest, SyntheticSource};
 use egx_actors::supervisor::{PipelineExit, PipelineSpec, PipelineSummary, Supervisor};
@@ -190,10 +191,10 @@ impl Bench {
     }
 
     /// A pipeline against the services with neither side switched on yet.
-    async fn spec(&self, topic: &str, bucket: &str) -> PipelineSpec {
+    async fn spec(&self, topic: &str, bucket: &str) -> Result<PipelineSpec> {
         let sink = self.sink_config(bucket);
         let clock = self.clock();
-        PipelineSpec {
+        Ok(PipelineSpec {
             kafka: self.kafka_config(topic),
             object_sink: egx_actors::sink::build(&sink).await,
             sink,
@@ -212,16 +213,17 @@ impl Bench {
             once: true,
             source: Arc::new(SyntheticSource::new(SEED, clock.clone())),
             clock,
+            metrics: Arc::new(Metrics::new()?),
             log: self.log.clone(),
-        }
+        })
     }
 
     /// Every symbol's bars sent to one Publisher at once, as the Fetchers do.
     async fn produce_with_publisher(&self, topic: &str) -> Result<Row> {
         let cfg = self.kafka_config(topic);
-        egx_actors::kafka::ensure_topics(&cfg).await?;
+        topics_ready(&cfg).await?;
         let producer = egx_actors::kafka::producer(&cfg)?;
-        let publisher = Publisher::new(producer, topic, self.log.clone()).start();
+        let publisher = Publisher::new(producer, topic, Arc::new(Metrics::new()?), self.log.clone()).start();
         let bars = self.bars();
         let start = Instant::now();
         let sends = bars.into_iter().map(|bars| {
@@ -238,9 +240,9 @@ impl Bench {
 
     /// A produce-only `once` run, from start to `Finished` (topics exist beforehand).
     async fn produce_with_pipeline(&self, topic: &str) -> Result<Row> {
-        let mut spec = self.spec(topic, "egx-bench-unused").await;
+        let mut spec = self.spec(topic, "egx-bench-unused").await?;
         spec.produce = true;
-        egx_actors::kafka::ensure_topics(&spec.kafka).await?;
+        topics_ready(&spec.kafka).await?;
         let start = Instant::now();
         let summary = finished(spec).await?;
         let elapsed = start.elapsed();
@@ -252,7 +254,7 @@ impl Bench {
 
     /// A consume-only `once` run into a fresh bucket, from start to `Finished`.
     async fn consume(&self, topic: &str, concurrency: usize) -> Result<Row> {
-        let mut spec = self.spec(topic, &unique("egx-bench")).await;
+        let mut spec = self.spec(topic, &unique("egx-bench")).await?;
         spec.consume = true;
         spec.writer.max_concurrent_writes = concurrency;
         spec.object_sink.prepare().await?;
@@ -312,6 +314,22 @@ impl Bench {
             count: objects.len(),
             elapsed: start.elapsed(),
         })
+    }
+}
+
+/// Creates the topics and waits until every partition has a leader, so that the timed
+/// runs do not include the broker publishing a brand-new topic's metadata.
+async fn topics_ready(cfg: &KafkaConfig) -> Result<()> {
+    egx_actors::kafka::ensure_topics(cfg).await?;
+    let probe = Arc::new(egx_actors::kafka::OffsetProbe::new(cfg)?);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = probe.clone();
+        match tokio::task::spawn_blocking(move || p.end_offsets()).await? {
+            Ok(ends) if ends.len() == cfg.partitions as usize => return Ok(()),
+            _ if Instant::now() > deadline => bail!("topic {} has no leaders after 30 s", cfg.topic),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     }
 }
 

@@ -5,15 +5,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
+use egx_actors::admin::{self, AdminConfig, Readiness};
 use egx_actors::config::{KafkaMode, SinkKind};
 use egx_actors::kafka::EmbeddedKafka;
 use egx_actors::market::{Interval, Symbol};
+use egx_actors::metrics::Metrics;
 use egx_actors::source::{system_clock, SyntheticSource};
 use egx_actors::supervisor::{PipelineExit, PipelineSpec, PipelineSummary, Shutdown, Supervisor};
 use slog::{info, Logger};
 
 use crate::cli::{Cli, Command, ConsumeArgs, FetchArgs, ProduceArgs};
 use crate::logging;
+use crate::ops;
 use crate::settings::{Defaults, Settings};
 
 /// Exit code when the configuration or the command line is wrong.
@@ -35,6 +38,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let defaults = match cli.command {
         Command::Produce(_) | Command::Consume(_) => Defaults::OriginalScripts,
         Command::Run(_) | Command::CheckConfig => Defaults::Embedded,
+        // Operators' commands inspect real services: the original scripts' defaults.
+        Command::Check | Command::Stored { .. } | Command::Lag => Defaults::OriginalScripts,
     };
     let mut settings = Settings::load(cli.config.as_deref(), defaults, &|k| std::env::var(k).ok())?;
     if let Some(level) = &cli.log_level {
@@ -50,12 +55,29 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         print!("{}", settings.to_redacted_toml()?);
         return Ok(ExitCode::SUCCESS);
     }
+    match &cli.command {
+        Command::Check => return ops_command(ops::check(&settings)),
+        Command::Stored { prefix } => return ops_command(ops::stored(&settings, prefix.as_deref())),
+        Command::Lag => return ops_command(ops::lag(&settings)),
+        _ => {}
+    }
     if plan.produce && settings.fetch.symbols.is_empty() {
         return Err(anyhow!("no symbols to fetch: pass --symbols or set fetch.symbols"));
     }
     let log = logging::logger(logging::parse_level(&settings.log.level)?, settings.log.format);
     let code = actix::System::new().block_on(pipeline(settings, plan, log))?;
     Ok(code)
+}
+
+/// Runs an operator command to completion; its failure is exit code 1 with the reason.
+fn ops_command(fut: impl std::future::Future<Output = Result<()>>) -> Result<ExitCode> {
+    match actix::System::new().block_on(fut) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("egx-pipeline: error: {e:#}");
+            Ok(ExitCode::from(EXIT_FAILED))
+        }
+    }
 }
 
 fn apply_fetch_flags(settings: &mut Settings, f: &FetchArgs) -> Result<()> {
@@ -160,7 +182,9 @@ fn apply_flags(settings: &mut Settings, cli: &Cli) -> Result<Plan> {
             apply_consume_flags(settings, a);
             Plan { produce: false, consume: true, once: a.once }
         }
-        Command::CheckConfig => Plan { produce: false, consume: false, once: true },
+        Command::CheckConfig | Command::Check | Command::Stored { .. } | Command::Lag => {
+            Plan { produce: false, consume: false, once: true }
+        }
     })
 }
 
@@ -176,6 +200,7 @@ async fn pipeline(settings: Settings, plan: Plan, log: Logger) -> Result<ExitCod
     };
     let object_sink = egx_actors::sink::build(&settings.sink).await;
     let clock = system_clock();
+    let metrics = Arc::new(Metrics::new()?);
     let spec = PipelineSpec {
         kafka,
         sink: settings.sink.clone(),
@@ -189,8 +214,10 @@ async fn pipeline(settings: Settings, plan: Plan, log: Logger) -> Result<ExitCod
         source: Arc::new(SyntheticSource::new(settings.fetch.seed, clock.clone())),
         object_sink,
         clock,
+        metrics: metrics.clone(),
         log: log.clone(),
     };
+    start_admin(&settings.admin, metrics, Readiness { consumes: plan.consume }, &log).await?;
     let (supervisor, exit) = Supervisor::start(spec)?;
     tokio::pin!(exit);
     let outcome = tokio::select! {
@@ -206,6 +233,24 @@ async fn pipeline(settings: Settings, plan: Plan, log: Logger) -> Result<ExitCod
     };
     let outcome = outcome.map_err(|_| anyhow!("the supervisor ended without reporting"))?;
     Ok(report(outcome, &settings, &plan))
+}
+
+/// Binds the admin endpoint (metrics, health) unless disabled; a taken port is an error.
+async fn start_admin(
+    cfg: &AdminConfig,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    log: &Logger,
+) -> Result<()> {
+    if cfg.listen.is_empty() {
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| anyhow!("cannot listen on {} (admin.listen): {e}", cfg.listen))?;
+    info!(log, "Admin endpoint listening: /metrics, /healthz, /readyz."; "address" => listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+    actix::spawn(admin::serve(listener, metrics, readiness, log.clone()));
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -54,6 +54,17 @@ pub enum Command {
     Consume(ConsumeArgs),
     /// Load and validate the configuration, print it with secrets redacted, and exit.
     CheckConfig,
+    /// Validate the configuration and test the connections to Kafka and the object store;
+    /// exits non-zero with the reason when one is unreachable.
+    Check,
+    /// List what is stored: object counts by date and symbol below the prefix.
+    Stored {
+        /// Key prefix to list (default: sink.prefix), e.g. streaming/date=2025-01-2
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Show the consumer group's committed offset, end offset and lag per partition.
+    Lag,
 }
 
 /// Flags that choose what to fetch (shared by `run` and `produce`).

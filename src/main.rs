@@ -3,6 +3,7 @@
 mod app;
 mod cli;
 mod logging;
+mod ops;
 mod settings;
 
 use std::process::ExitCode;

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
+use egx_actors::admin::AdminConfig;
 use egx_actors::config::{
     ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, SinkConfig, SupervisorConfig, WriterConfig,
 };
@@ -45,6 +46,8 @@ pub struct Settings {
     pub supervisor: SupervisorConfig,
     /// Fault injection for tests.
     pub chaos: ChaosConfig,
+    /// Metrics and health endpoint.
+    pub admin: AdminConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -113,6 +116,7 @@ impl Settings {
         self.fetch.validate().map_err(wrap)?;
         self.supervisor.validate().map_err(wrap)?;
         self.chaos.validate().map_err(wrap)?;
+        self.admin.validate().map_err(wrap)?;
         crate::logging::parse_level(&self.log.level)
             .map_err(|e| anyhow!("invalid configuration ({origin}): log.level: {e}"))?;
         self.sink.validate().map_err(wrap)

@@ -10,3 +10,4 @@ mod interop;
 mod pipeline;
 mod smoke;
 mod support;
+mod tradingview;

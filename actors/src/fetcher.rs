@@ -13,6 +13,7 @@ use slog::{debug, info, warn, Logger};
 use crate::lifeline::Lifeline;
 use crate::market::{Bar, Interval, Symbol};
 use crate::messages::{Delivered, FetchCompleted, FetchNow, PublishBars, Stop};
+use crate::metrics::Metrics;
 use crate::source::{Clock, FetchRequest, Source};
 
 /// The last bars each Fetcher published, kept outside the actors so that a restarted
@@ -69,6 +70,8 @@ pub struct FetcherSpec {
     pub events: Option<Recipient<FetchCompleted>>,
     /// Time source for `ingestion_timestamp`.
     pub clock: Clock,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
     /// Logger.
     pub log: Logger,
 }
@@ -123,6 +126,16 @@ impl Fetcher {
 
     fn report(&mut self, result: CycleResult) {
         let req = &self.spec.request;
+        let symbol = req.symbol.as_str();
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.spec.metrics.fetches.with_label_values(&[symbol, outcome]).inc();
+        if result.is_ok() {
+            self.spec
+                .metrics
+                .fetch_last_success
+                .with_label_values(&[symbol])
+                .set((self.spec.clock)().timestamp());
+        }
         let (fetched, delivered, error) = match result {
             Ok((fetched, delivered)) => {
                 debug!(self.spec.log, "Fetch cycle done."; "symbol" => %req.symbol, "fetched" => fetched, "published" => delivered.len());

@@ -80,7 +80,9 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("heartbeat.interval.ms", (cfg.session_timeout_ms / 10).max(500).to_string())
         // Small prefetch: paused partitions must not pile up memory in librdkafka's queues.
         .set("queued.max.messages.kbytes", "8192")
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", "100")
+        // Feeds the consumer-lag metric.
+        .set("statistics.interval.ms", "1000");
     c
 }
 
@@ -164,6 +166,11 @@ impl OffsetProbe {
     fn partitions(&self) -> KafkaResult<Vec<i32>> {
         let metadata = self.consumer.fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)?;
         Ok(metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect())
+    }
+
+    /// Asks the cluster for its metadata; the number of brokers that answered.
+    pub fn brokers(&self) -> KafkaResult<usize> {
+        Ok(self.consumer.fetch_metadata(None, PROBE_TIMEOUT)?.brokers().len())
     }
 
     /// One past the last offset of each partition of the topic.

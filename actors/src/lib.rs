@@ -20,6 +20,8 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
+pub mod calendar;
 pub mod config;
 pub mod fetcher;
 pub mod kafka;
@@ -27,6 +29,7 @@ pub mod key;
 pub mod lifeline;
 pub mod market;
 pub mod messages;
+pub mod metrics;
 pub mod publisher;
 pub mod reader;
 pub mod record;

@@ -2,6 +2,7 @@
 //! symbol) shared by every Fetcher. It answers a [`PublishBars`] only once Kafka has
 //! acknowledged every message, so a Fetcher's cursor never runs ahead of Kafka.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -11,7 +12,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use slog::{debug, info, Logger};
 
 use crate::lifeline::Lifeline;
+
 use crate::messages::{Delivered, PublishBars, PublishReceipt, Stop};
+use crate::metrics::Metrics;
 use crate::record::BarMessage;
 
 /// How long a full producer queue may delay a send before it fails.
@@ -40,14 +43,20 @@ pub enum PublisherError {
 pub struct Publisher {
     producer: FutureProducer,
     topic: String,
+    metrics: Arc<Metrics>,
     log: Logger,
     lifeline: Option<Lifeline>,
 }
 
 impl Publisher {
     /// A publisher writing to `topic` through `producer` (see [`crate::kafka::producer`]).
-    pub fn new(producer: FutureProducer, topic: impl Into<String>, log: Logger) -> Self {
-        Self { producer, topic: topic.into(), log, lifeline: None }
+    pub fn new(
+        producer: FutureProducer,
+        topic: impl Into<String>,
+        metrics: Arc<Metrics>,
+        log: Logger,
+    ) -> Self {
+        Self { producer, topic: topic.into(), metrics, log, lifeline: None }
     }
 
     /// Reports this actor's end to a supervisor.
@@ -80,6 +89,7 @@ impl Handler<PublishBars> for Publisher {
         let producer = self.producer.clone();
         let topic = self.topic.clone();
         let log = self.log.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             let messages: Vec<BarMessage> =
                 msg.bars.iter().map(|bar| BarMessage::new(bar, msg.fetched_at, &msg.source)).collect();
@@ -89,7 +99,12 @@ impl Handler<PublishBars> for Publisher {
                     .send(FutureRecord::to(&topic).key(m.symbol.as_bytes()).payload(payload), QUEUE_TIMEOUT)
             });
             let mut receipt = PublishReceipt::default();
-            for (result, m) in join_all(sends).await.into_iter().zip(&messages) {
+            let results = join_all(sends).await;
+            let failed = results.iter().filter(|r| r.is_err()).count() as u64;
+            metrics.messages_produced.inc_by(results.len() as u64 - failed);
+            metrics.produce_errors.inc_by(failed);
+            metrics.up.with_label_values(&["kafka"]).set(i64::from(failed < results.len() as u64));
+            for (result, m) in results.into_iter().zip(&messages) {
                 let delivery = result.map_err(|(source, _)| PublisherError::Delivery {
                     symbol: m.symbol.clone(),
                     datetime: m.datetime.clone(),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_tradingview;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -308,10 +310,13 @@ format = "json"
     f
 }
 
-/// The binary, with the test S3 secret in its environment (never in a file).
+/// The binary, with the test S3 secret in its environment (never in a file) and the admin
+/// endpoint off.
 pub fn binary() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_egx-pipeline"));
     cmd.env("AWS_SECRET_ACCESS_KEY", "minioadmin");
+    // Tests run side by side: no shared admin port unless a test asks for one.
+    cmd.env("EGX__ADMIN__LISTEN", "");
     cmd
 }
 
@@ -364,6 +369,7 @@ pub async fn pipeline_spec(
         source: Arc::new(egx_actors::source::SyntheticSource::new(11, clock.clone())),
         object_sink: egx_actors::sink::build(&sink).await,
         clock,
+        metrics: std::sync::Arc::new(egx_actors::metrics::Metrics::new().expect("metrics")),
         log: test_logger(),
     }
 }

@@ -13,11 +13,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message as _;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use slog::{info, warn, Logger};
 
 use super::ledger::OwnedRecord;
 use super::KafkaReader;
+use crate::metrics::Metrics;
 
 /// Records arrived from Kafka.
 #[derive(Debug, Message)]
@@ -39,12 +41,13 @@ pub struct ReaderContext {
     reader: Arc<Mutex<Option<Addr<KafkaReader>>>>,
     closing: Arc<AtomicBool>,
     topic: String,
+    metrics: Arc<Metrics>,
     log: Logger,
 }
 
 impl ReaderContext {
-    pub(super) fn new(closing: Arc<AtomicBool>, topic: String, log: Logger) -> Self {
-        Self { reader: Arc::new(Mutex::new(None)), closing, topic, log }
+    pub(super) fn new(closing: Arc<AtomicBool>, topic: String, metrics: Arc<Metrics>, log: Logger) -> Self {
+        Self { reader: Arc::new(Mutex::new(None)), closing, topic, metrics, log }
     }
 
     pub(super) fn attach(&self, reader: Addr<KafkaReader>) {
@@ -65,6 +68,20 @@ impl ReaderContext {
 impl ClientContext for ReaderContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         warn!(self.log, "Kafka client error."; "error" => %error, "reason" => reason);
+    }
+
+    /// librdkafka's periodic statistics: the per-partition lag of the group (end offset
+    /// minus committed offset, which never passes the written watermark).
+    fn stats(&self, statistics: Statistics) {
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        self.metrics.up.with_label_values(&["kafka"]).set(i64::from(up));
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        for p in topic.partitions.values().filter(|p| p.partition >= 0) {
+            let lag = if p.committed_offset >= 0 { p.hi_offset - p.committed_offset } else { p.consumer_lag };
+            if p.hi_offset >= 0 && lag >= 0 {
+                self.metrics.consumer_lag.with_label_values(&[&p.partition.to_string()]).set(lag);
+            }
+        }
     }
 }
 

@@ -35,6 +35,7 @@ use crate::config::{ChaosConfig, KafkaConfig, WriterConfig};
 use crate::kafka::consumer_config;
 use crate::lifeline::Lifeline;
 use crate::messages::{Drain, GetProgress, ReaderProgress, RecordWritten, WriteOutcome, WriteRecord};
+use crate::metrics::Metrics;
 
 /// Mailbox size: the in-flight limits bound what is queued, this only has to exceed them.
 const MAILBOX_CAPACITY: usize = 65_536;
@@ -68,6 +69,8 @@ pub struct ReaderSpec {
     pub sink: Recipient<WriteRecord>,
     /// Probability of an injected panic per record (tests only; 0 in production).
     pub panic_rate: f64,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
     /// Logger.
     pub log: Logger,
 }
@@ -97,7 +100,8 @@ impl KafkaReader {
     pub fn start(spec: ReaderSpec, lifeline: Option<Lifeline>) -> Result<Addr<Self>, ReaderError> {
         let closing = Arc::new(AtomicBool::new(false));
         let topic = spec.kafka.topic.clone();
-        let context = ReaderContext::new(closing.clone(), topic.clone(), spec.log.clone());
+        let context =
+            ReaderContext::new(closing.clone(), topic.clone(), spec.metrics.clone(), spec.log.clone());
         let consumer: BaseConsumer<ReaderContext> = consumer_config(&spec.kafka)
             .create_with_context(context)
             .map_err(|source| ReaderError::Consumer { topic: topic.clone(), source })?;
@@ -182,6 +186,7 @@ impl KafkaReader {
                         l.committed(o);
                     }
                     self.progress.committed.insert(p, o);
+                    self.spec.metrics.committed_offset.with_label_values(&[&p.to_string()]).set(o);
                     debug!(self.spec.log, "Committed."; "partition" => p, "offset" => o);
                 }
             }
@@ -196,6 +201,8 @@ impl KafkaReader {
             return;
         };
         ledger.dispatched(record.offset);
+        let gauge = self.spec.metrics.in_flight.with_label_values(&[&record.partition.to_string()]);
+        gauge.set(ledger.in_flight() as i64);
         let (partition, offset, epoch) = (record.partition, record.offset, ledger.epoch);
         let request = WriteRecord { partition, offset, epoch, key: record.key, payload: record.payload };
         let send = self.spec.sink.send(request);
@@ -219,6 +226,7 @@ impl KafkaReader {
                 if let Some(l) = self.ledgers.get_mut(&partition) {
                     l.paused = pause;
                 }
+                self.spec.metrics.paused.with_label_values(&[&partition.to_string()]).set(i64::from(pause));
                 debug!(self.spec.log, "Partition pause state changed (paused at the in-flight limit, resumed when writes complete)."; "partition" => partition, "paused" => pause);
             }
             Err(e) => {
@@ -237,6 +245,8 @@ impl KafkaReader {
         if !ledger.written(written.offset) {
             return;
         }
+        let gauge = self.spec.metrics.in_flight.with_label_values(&[&written.partition.to_string()]);
+        gauge.set(ledger.in_flight() as i64);
         match written.outcome {
             WriteOutcome::Stored(_) => self.progress.stored += 1,
             WriteOutcome::DeadLettered(_) => self.progress.dead_lettered += 1,
@@ -297,6 +307,7 @@ impl Actor for KafkaReader {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.commit(None, CommitMode::Sync);
+        self.spec.metrics.assigned_partitions.set(0);
         self.closing.store(true, Ordering::SeqCst);
         info!(self.spec.log, "KafkaReader stopped."; "committed" => ?self.progress.committed);
     }
@@ -314,6 +325,7 @@ impl Handler<Consumed> for KafkaReader {
             );
         }
         self.progress.consumed += 1;
+        self.spec.metrics.records_consumed.inc();
         let limit = self.spec.writer.max_in_flight_per_partition;
         let draining = self.draining;
         let Some(ledger) = self.ledgers.get_mut(&record.partition) else {
@@ -345,6 +357,7 @@ impl Handler<PartitionsAssigned> for KafkaReader {
             self.ledgers.insert(*p, PartitionLedger::new(self.next_epoch));
             self.next_epoch += 1;
         }
+        self.spec.metrics.assigned_partitions.set(self.ledgers.len() as i64);
         info!(self.spec.log, "Partitions assigned."; "partitions" => ?partitions);
     }
 }
@@ -372,7 +385,9 @@ impl Handler<PartitionsRevoked> for KafkaReader {
             act.commit(Some(&partitions), CommitMode::Sync);
             for p in &partitions {
                 act.ledgers.remove(p);
+                act.spec.metrics.forget_partition(*p);
             }
+            act.spec.metrics.assigned_partitions.set(act.ledgers.len() as i64);
         }))
     }
 }

@@ -53,6 +53,39 @@ impl LocalDirSink {
     }
 }
 
+/// Every file below `root` whose relative path starts with `prefix` (temporary files excluded).
+fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<String>, SinkError> {
+    let mut keys = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(SinkError {
+                    operation: "LIST",
+                    target: dir.display().to_string(),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                let key = rel.to_string_lossy().replace('\\', "/");
+                let temporary = rel.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".egx-"));
+                if key.starts_with(prefix) && !temporary {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    keys.sort();
+    Ok(keys)
+}
+
 impl ObjectSink for LocalDirSink {
     fn prepare(&self) -> BoxFuture<'static, Result<(), SinkError>> {
         let root = self.root.clone();
@@ -73,6 +106,17 @@ impl ObjectSink for LocalDirSink {
             tokio::task::spawn_blocking(move || Self::put_blocking(&root, &key, &body))
                 .await
                 .unwrap_or_else(|e| Err(SinkError { operation: "PUT", target, detail: e.to_string() }))
+        }
+        .boxed()
+    }
+
+    fn list(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<String>, SinkError>> {
+        let (root, prefix) = (self.root.clone(), prefix.to_string());
+        async move {
+            let target = root.display().to_string();
+            tokio::task::spawn_blocking(move || list_blocking(&root, &prefix))
+                .await
+                .unwrap_or_else(|e| Err(SinkError { operation: "LIST", target, detail: e.to_string() }))
         }
         .boxed()
     }

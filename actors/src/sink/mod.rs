@@ -43,6 +43,19 @@ pub trait ObjectSink: Send + Sync + 'static {
     fn put(&self, key: ObjectKey, body: Vec<u8>) -> BoxFuture<'static, Result<PutOutcome, SinkError>>;
     /// Where objects go, for people (`s3://bucket`, a directory).
     fn location(&self) -> String;
+    /// Checks that the store answers, without changing anything; a short description.
+    fn check(&self) -> BoxFuture<'static, Result<String, SinkError>> {
+        let (prepare, location) = (self.prepare(), self.location());
+        Box::pin(async move { prepare.await.map(|()| location) })
+    }
+    /// Every key under `prefix`, sorted (operators' `stored` command). Stores that
+    /// cannot list answer with an error.
+    fn list(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<String>, SinkError>> {
+        let target = format!("{}/{prefix}", self.location());
+        Box::pin(async move {
+            Err(SinkError { operation: "LIST", target, detail: "not supported by this store".into() })
+        })
+    }
 }
 
 /// Builds the sink a config asks for.

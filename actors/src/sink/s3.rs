@@ -162,6 +162,29 @@ impl S3Sink {
         Ok(bytes.into_bytes().to_vec())
     }
 
+    async fn list_all(self, prefix: String) -> Result<Vec<String>, SinkError> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| self.error("LIST", &prefix, describe(&e)))?;
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            match out.next_continuation_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     async fn put_conditional(self, key: ObjectKey, body: Vec<u8>) -> Result<PutOutcome, SinkError> {
         let key = key.as_str();
         match self.put_object(key, &body, true).await {
@@ -184,6 +207,24 @@ impl ObjectSink for S3Sink {
 
     fn put(&self, key: ObjectKey, body: Vec<u8>) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
         self.clone().put_conditional(key, body).boxed()
+    }
+
+    fn check(&self) -> BoxFuture<'static, Result<String, SinkError>> {
+        let sink = self.clone();
+        async move {
+            match sink.client.head_bucket().bucket(&sink.bucket).send().await {
+                Ok(_) => Ok(format!("{}: bucket exists and is accessible", sink.location())),
+                Err(e) if status(&e) == Some(404) && sink.create_bucket => {
+                    Ok(format!("{}: bucket missing; it will be created at start", sink.location()))
+                }
+                Err(e) => Err(sink.error("HEAD bucket", "", describe(&e))),
+            }
+        }
+        .boxed()
+    }
+
+    fn list(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<String>, SinkError>> {
+        self.clone().list_all(prefix.to_string()).boxed()
     }
 
     fn location(&self) -> String {

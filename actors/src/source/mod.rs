@@ -1,12 +1,16 @@
 //! Where bars come from. A [`Source`] answers "the latest bars of this symbol"; the
 //! Fetchers call it on their schedule. Real feeds implement the same trait.
 
+mod csv;
 mod synthetic;
+pub mod tradingview;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::BoxFuture;
 
+pub use csv::{BadRow, CsvSource, CsvSourceError, ReplayRequest, RowProblem};
 pub use synthetic::SyntheticSource;
+pub use tradingview::{TradingViewConfig, TradingViewSource};
 
 use crate::market::{Bar, Interval, Symbol};
 

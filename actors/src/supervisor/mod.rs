@@ -31,6 +31,7 @@ use crate::market::Symbol;
 use crate::messages::{
     AddSymbol, Drain, FetchCompleted, GetProgress, ListSymbols, ReaderProgress, RemoveSymbol, Stop,
 };
+use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::reader::{KafkaReader, ReaderSpec};
 use crate::retry::Backoff;
@@ -81,6 +82,8 @@ pub struct PipelineSpec {
     pub object_sink: Arc<dyn ObjectSink>,
     /// Time source.
     pub clock: Clock,
+    /// Metrics shared by every actor of the pipeline.
+    pub metrics: Arc<Metrics>,
     /// Logger.
     pub log: Logger,
 }
@@ -228,9 +231,14 @@ impl Supervisor {
             return;
         };
         let gen = self.next_generation();
-        let publisher = Publisher::new(producer, self.spec.kafka.topic.clone(), self.spec.log.clone())
-            .with_lifeline(self.lifeline(ChildId::Publisher(gen), ctx))
-            .start();
+        let publisher = Publisher::new(
+            producer,
+            self.spec.kafka.topic.clone(),
+            self.spec.metrics.clone(),
+            self.spec.log.clone(),
+        )
+        .with_lifeline(self.lifeline(ChildId::Publisher(gen), ctx))
+        .start();
         self.publisher = Some((gen, publisher));
     }
 
@@ -254,6 +262,7 @@ impl Supervisor {
             cursors: self.cursors.clone(),
             events: Some(ctx.address().recipient()),
             clock: self.spec.clock.clone(),
+            metrics: self.spec.metrics.clone(),
             log: self.spec.log.new(slog::o!("symbol" => symbol.to_string())),
         };
         let gen = self.next_generation();
@@ -279,6 +288,7 @@ impl Supervisor {
             ),
             config: self.spec.writer.clone(),
             panic_rate: self.spec.chaos.writer_panic_rate,
+            metrics: self.spec.metrics.clone(),
             log: self.spec.log.new(slog::o!("actor" => "S3Writer")),
         })
         .with_lifeline(self.lifeline(ChildId::Writer(gen), ctx))
@@ -288,6 +298,7 @@ impl Supervisor {
             writer: self.spec.writer.clone(),
             sink: writer.clone().recipient(),
             panic_rate: self.spec.chaos.reader_panic_rate,
+            metrics: self.spec.metrics.clone(),
             log: self.spec.log.new(slog::o!("actor" => "KafkaReader")),
         };
         match KafkaReader::start(reader_spec, Some(self.lifeline(ChildId::Reader(gen), ctx))) {
@@ -345,6 +356,7 @@ impl Supervisor {
             self.restarts.pop_front();
         }
         self.total_restarts += 1;
+        self.spec.metrics.restarts.with_label_values(&[what.split(' ').next().unwrap_or(what)]).inc();
         let recent = self.restarts.len();
         if recent > self.spec.supervisor.max_restarts {
             let reason = format!(

@@ -22,12 +22,16 @@ use crate::config::{ChaosConfig, WriterConfig};
 use crate::key::{KeyTemplate, ObjectKey};
 use crate::lifeline::Lifeline;
 use crate::messages::{RecordWritten, Stop, WriteOutcome, WriteRecord};
+use crate::metrics::Metrics;
 use crate::record::MarketRecord;
 use crate::retry::Backoff;
 use crate::sink::ObjectSink;
 
 /// Mailbox size: the in-flight limits bound what is queued, this only has to exceed them.
 const MAILBOX_CAPACITY: usize = 65_536;
+
+/// How often the store is probed for readiness.
+const STORE_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Everything an S3Writer needs.
 #[derive(Clone)]
@@ -42,6 +46,8 @@ pub struct WriterSpec {
     pub config: WriterConfig,
     /// Probability of an injected panic per record (tests only; 0 in production).
     pub panic_rate: f64,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
     /// Logger.
     pub log: Logger,
 }
@@ -82,20 +88,27 @@ impl S3Writer {
         let previous = self.tails.insert(key.clone(), (job, done_rx.shared())).map(|(_, tail)| tail);
         let (sink, permits, backoff, log) =
             (self.spec.sink.clone(), self.permits.clone(), self.backoff, self.spec.log.clone());
+        let metrics = self.spec.metrics.clone();
         let write_key = key.clone();
         let fut = async move {
             if let Some(previous) = previous {
                 let _ = previous.await;
             }
             let _permit = permits.acquire_owned().await;
+            let started = std::time::Instant::now();
             let mut attempt = 0u32;
             loop {
                 match sink.put(write_key.clone(), body.clone()).await {
                     Ok(outcome) => {
+                        metrics.up.with_label_values(&["store"]).set(1);
+                        metrics.write_seconds.observe(started.elapsed().as_secs_f64());
+                        metrics.records_written.inc();
                         debug!(log, "Object stored."; "key" => %write_key, "outcome" => ?outcome, "partition" => msg.partition, "offset" => msg.offset);
                         break;
                     }
                     Err(e) => {
+                        metrics.write_errors.inc();
+                        metrics.up.with_label_values(&["store"]).set(0);
                         let delay = backoff.delay(attempt);
                         warn!(log, "Object write failed; retrying (the partition waits, nothing is skipped)."; "key" => %write_key, "partition" => msg.partition, "offset" => msg.offset, "attempt" => attempt + 1, "retry_in_ms" => delay.as_millis() as u64, "error" => %e);
                         attempt = attempt.saturating_add(1);
@@ -119,8 +132,20 @@ impl S3Writer {
         }))
     }
 
+    fn probe_store(&mut self, ctx: &mut Context<Self>) {
+        let (sink, metrics) = (self.spec.sink.clone(), self.spec.metrics.clone());
+        ctx.spawn(
+            async move {
+                let up = sink.prepare().await.is_ok();
+                metrics.up.with_label_values(&["store"]).set(i64::from(up));
+            }
+            .into_actor(self),
+        );
+    }
+
     fn dead_letter(&mut self, msg: WriteRecord, reason: String) -> ResponseActFuture<Self, RecordWritten> {
         let (dlq, backoff, log) = (self.spec.dead_letters.clone(), self.backoff, self.spec.log.clone());
+        let metrics = self.spec.metrics.clone();
         warn!(log, "Record refused; sending it to the dead-letter topic."; "partition" => msg.partition, "offset" => msg.offset, "reason" => &reason);
         let fut = async move {
             let mut attempt = 0u32;
@@ -130,6 +155,7 @@ impl S3Writer {
                 attempt = attempt.saturating_add(1);
                 tokio::time::sleep(delay).await;
             }
+            metrics.records_dead_lettered.inc();
             RecordWritten {
                 partition: msg.partition,
                 offset: msg.offset,
@@ -145,6 +171,9 @@ impl Actor for S3Writer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // Probe the store while idle too, so readiness reflects an outage without traffic.
+        self.probe_store(ctx);
+        ctx.run_interval(STORE_PROBE_INTERVAL, Self::probe_store);
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         info!(self.spec.log, "S3Writer started."; "location" => self.spec.sink.location(), "prefix" => self.spec.template.prefix());
     }
