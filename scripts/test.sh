@@ -23,6 +23,8 @@ fi
 export EGX_TEST_KAFKA="127.0.0.1:${KAFKA_PORT:-9092}"
 export EGX_TEST_S3="http://127.0.0.1:${S3_PORT:-9000}"
 export EGX_SERVICES_SCRIPT="$services"
+# The S3 server's binary, for tests that run (and stop) a private instance.
+export EGX_VERSITYGW="${EGX_CACHE_DIR:-$repo/.cache}/bin/versitygw"
 
 # A plain Python Kafka client (kafka-python from PyPI) for the interoperability tests.
 cache="${EGX_CACHE_DIR:-$repo/.cache}"

@@ -8,7 +8,8 @@ use anyhow::{anyhow, Result};
 use egx_actors::admin::{self, AdminConfig, Readiness};
 use egx_actors::config::{KafkaMode, SinkKind};
 use egx_actors::kafka::EmbeddedKafka;
-use egx_actors::market::{Interval, Symbol};
+use egx_actors::market::{Interval, Shard, Symbol};
+use egx_actors::messages::SetSymbols;
 use egx_actors::metrics::Metrics;
 use egx_actors::source::{system_clock, SyntheticSource};
 use egx_actors::supervisor::{PipelineExit, PipelineSpec, PipelineSummary, Shutdown, Supervisor};
@@ -65,7 +66,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         return Err(anyhow!("no symbols to fetch: pass --symbols or set fetch.symbols"));
     }
     let log = logging::logger(logging::parse_level(&settings.log.level)?, settings.log.format);
-    let code = actix::System::new().block_on(pipeline(settings, plan, log))?;
+    let reload = Reload { file: cli.config.clone(), defaults, symbols_flag: symbols_flag(&cli.command) };
+    let code = actix::System::new().block_on(pipeline(settings, plan, reload, log))?;
     Ok(code)
 }
 
@@ -93,6 +95,9 @@ fn apply_fetch_flags(settings: &mut Settings, f: &FetchArgs) -> Result<()> {
     }
     if let Some(p) = f.poll_interval {
         fetch.poll_interval_secs = p;
+    }
+    if let Some(s) = &f.shard {
+        fetch.shard = Shard::parse(s).map_err(|e| anyhow!("--shard: {e}"))?;
     }
     fetch.start_date = f.start_date.or(fetch.start_date);
     fetch.end_date = f.end_date.or(fetch.end_date);
@@ -188,7 +193,44 @@ fn apply_flags(settings: &mut Settings, cli: &Cli) -> Result<Plan> {
     })
 }
 
-async fn pipeline(settings: Settings, plan: Plan, log: Logger) -> Result<ExitCode> {
+/// How to re-read the symbol list on SIGHUP.
+struct Reload {
+    file: Option<std::path::PathBuf>,
+    defaults: Defaults,
+    /// Symbols given with --symbols: they win over the file, so a reload keeps them.
+    symbols_flag: Option<String>,
+}
+
+impl Reload {
+    fn symbols(&self) -> Result<Vec<Symbol>> {
+        if let Some(list) = &self.symbols_flag {
+            return Symbol::parse_list(list).map_err(|e| anyhow!("--symbols: {e}"));
+        }
+        let settings = Settings::load(self.file.as_deref(), self.defaults, &|k| std::env::var(k).ok())?;
+        settings.fetch.validate().map_err(|e| anyhow!("{e}"))?;
+        Ok(settings.fetch.symbols)
+    }
+}
+
+fn symbols_flag(command: &Command) -> Option<String> {
+    match command {
+        Command::Run(a) => a.fetch.symbols.clone(),
+        Command::Produce(a) => a.fetch.symbols.clone(),
+        _ => None,
+    }
+}
+
+/// Resolves on SIGHUP (never elsewhere).
+async fn reload_signal() {
+    #[cfg(unix)]
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        hup.recv().await;
+        return;
+    }
+    std::future::pending::<()>().await;
+}
+
+async fn pipeline(settings: Settings, plan: Plan, reload: Reload, log: Logger) -> Result<ExitCode> {
     let mut kafka = settings.kafka.clone();
     let _embedded = if settings.embedded_kafka() {
         let (embedded, pointed) = EmbeddedKafka::start(&kafka)?;
@@ -220,14 +262,25 @@ async fn pipeline(settings: Settings, plan: Plan, log: Logger) -> Result<ExitCod
     start_admin(&settings.admin, metrics, Readiness { consumes: plan.consume }, &log).await?;
     let (supervisor, exit) = Supervisor::start(spec)?;
     tokio::pin!(exit);
-    let outcome = tokio::select! {
-        outcome = &mut exit => outcome,
-        () = shutdown_signal() => {
-            info!(log, "Signal received; draining and committing before exit (send it again to stop at once).");
-            supervisor.do_send(Shutdown);
-            tokio::select! {
-                outcome = &mut exit => outcome,
-                () = shutdown_signal() => return Ok(ExitCode::from(EXIT_FAILED)),
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut exit => break outcome,
+            () = reload_signal() => match reload.symbols() {
+                Ok(symbols) => {
+                    info!(log, "SIGHUP: reloading the symbol list."; "symbols" => symbols.len());
+                    if let Err(e) = supervisor.send(SetSymbols(symbols)).await? {
+                        slog::warn!(log, "Symbol reload refused."; "error" => %e);
+                    }
+                }
+                Err(e) => slog::error!(log, "SIGHUP: the configuration is invalid; keeping the current symbols."; "error" => format!("{e:#}")),
+            },
+            () = shutdown_signal() => {
+                info!(log, "Signal received; draining and committing before exit (send it again to stop at once).");
+                supervisor.do_send(Shutdown);
+                tokio::select! {
+                    outcome = &mut exit => break outcome,
+                    () = shutdown_signal() => return Ok(ExitCode::from(EXIT_FAILED)),
+                }
             }
         }
     };

@@ -88,6 +88,10 @@ pub struct FetchArgs {
     /// Last date (YYYY-MM-DD), for intraday history.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub end_date: Option<NaiveDate>,
+    /// Follow only this process's share of the symbols: i/n (0-based), so that n
+    /// processes split the list with no overlap and no gap.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 /// `run` flags.

@@ -7,6 +7,7 @@ mod compose;
 mod dead_letter;
 mod delivery;
 mod interop;
+mod operations;
 mod pipeline;
 mod smoke;
 mod support;

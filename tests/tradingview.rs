@@ -68,8 +68,7 @@ async fn fetch(source: &TradingViewSource, request: FetchRequest) -> Result<Vec<
     timeout(LIMIT, source.fetch(request)).await.expect("fetch finished")
 }
 
-/// A fetch of more bars than one batch holds pages back with `request_more_data` and
-/// returns exactly the latest n bars, oldest first, stamped in UTC, sent with Origin and UA.
+/// Fetching more bars than a batch holds pages back and returns exactly the latest n, oldest first, in UTC.
 #[tokio::test]
 async fn history_fetch_pages_across_several_batches() {
     let server = FakeTradingView::start(FakeConfig { page_cap: 100, ..FakeConfig::default() }).await;
@@ -79,7 +78,7 @@ async fn history_fetch_pages_across_several_batches() {
     assert_eq!(bars, expected_tail("COMI", &history, 350));
     assert_eq!(server.stats().more_requests, 3, "350 bars at 100 per batch take three more rounds");
     assert_eq!(bars[0].time.to_rfc3339(), "2021-10-16T08:00:00+00:00");
-    assert_eq!(server.stats().handshakes_with_headers, 1);
+    assert_eq!(server.stats().handshakes_with_headers, 1, "Origin and User-Agent sent");
 }
 
 /// A `symbol_error` fails the fetch at once with `UnknownSymbol` (no time-out wait).
@@ -92,8 +91,7 @@ async fn unknown_symbol_fails_fast() {
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
 }
 
-/// `critical_error` and `series_error` for a refused resolution give an interval error
-/// naming the resolution.
+/// `critical_error`/`series_error` for a refused resolution give an interval error naming it.
 #[tokio::test]
 async fn refused_resolutions_give_clear_interval_errors() {
     let server = FakeTradingView::start(FakeConfig::default()).await;
@@ -131,8 +129,7 @@ async fn date_bounds_select_trading_dates() {
     assert_eq!(dates, ["2020-02-16", "2020-02-17", "2020-02-18", "2020-02-19", "2020-02-20"]);
 }
 
-/// The client echoes heartbeats: a fetch spanning many heartbeats of a strict server
-/// succeeds on a single connection.
+/// Heartbeats are echoed: a fetch spanning many heartbeats of a strict server keeps one connection.
 #[tokio::test]
 async fn heartbeats_are_echoed_during_a_long_fetch() {
     let fake = FakeConfig {
@@ -204,8 +201,7 @@ async fn fifty_concurrent_fetches_share_two_connections() {
     assert!(server.stats().max_open <= 2);
 }
 
-/// A server that never answers a batch makes the fetch fail with `Unavailable` after the
-/// configured time-out and attempts, without hanging.
+/// A server that never answers fails the fetch with `Unavailable` after the configured time-out.
 #[tokio::test]
 async fn a_silent_server_times_out_cleanly() {
     let server =
@@ -219,6 +215,23 @@ async fn a_silent_server_times_out_cleanly() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+/// A `wss://` address speaks TLS (rustls set up without panicking); a failed handshake is `Unavailable`.
+#[tokio::test]
+async fn wss_addresses_speak_tls() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("wss://{}/socket.io/websocket", listener.local_addr().unwrap());
+    let first_byte = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        tcp.read_u8().await.unwrap()
+    });
+    let config =
+        TradingViewConfig { url, request_timeout_ms: 300, fetch_attempts: 1, ..TradingViewConfig::default() };
+    let error = fetch(&source(config), request("COMI", Interval::Daily, 5)).await.unwrap_err();
+    assert!(matches!(error, SourceError::Unavailable(_)), "{error}");
+    assert_eq!(first_byte.await.unwrap(), 0x16, "a TLS handshake record");
+}
+
 async fn next_bar(stream: &mut egx_actors::source::tradingview::BarStream) -> Bar {
     timeout(LIMIT, stream.recv())
         .await
@@ -227,8 +240,7 @@ async fn next_bar(stream: &mut egx_actors::source::tradingview::BarStream) -> Ba
         .expect("a bar, not an error")
 }
 
-/// Streaming passes on the snapshot and every new or changed `du` bar (5-element ones
-/// too) exactly once, also across a forced reconnect.
+/// Streaming yields the snapshot and each new or changed `du` bar once, also across a forced reconnect.
 #[tokio::test]
 async fn streaming_survives_a_reconnect_without_duplicates() {
     let server = FakeTradingView::start(FakeConfig::default()).await;
@@ -266,8 +278,7 @@ async fn streaming_survives_a_reconnect_without_duplicates() {
     assert_eq!(next_bar(&mut stream).await, expected("COMI", &sentinel));
 }
 
-/// The captured real `timescale_update` decodes to its 6 bars, and the captured client
-/// frames are well framed.
+/// The captured real `timescale_update` decodes to its 6 bars; the captured client frames are well framed.
 #[test]
 fn the_captured_frames_decode() {
     let capture = include_str!("fixtures/tradingview/timescale_update.frame").trim_end();
@@ -286,8 +297,7 @@ fn the_captured_frames_decode() {
     }
 }
 
-/// The fake answers a 7-parameter `create_series` with loading, bars and completion in
-/// one message whose first frame (Arabic text and an emoji) is counted in UTF-16 units.
+/// The fake answers a 7-parameter `create_series` in one multi-frame message led by Arabic text and an emoji.
 #[tokio::test]
 async fn the_fake_answers_seven_parameter_create_series_in_one_message() {
     let server = FakeTradingView::start(FakeConfig::default()).await;

@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::key::{KeyError, KeyTemplate, DEFAULT_KEY_TEMPLATE};
-use crate::market::{Interval, Symbol};
+use crate::market::{Interval, Shard, Symbol};
 
 /// A configuration error naming the offending key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -435,6 +435,9 @@ pub struct FetchConfig {
     pub end_date: Option<NaiveDate>,
     /// Seed of the synthetic source (same seed, same prices).
     pub seed: u64,
+    /// This process's share of `symbols` when several `produce` processes split them:
+    /// `i/n` (0-based); `0/1` = all.
+    pub shard: Shard,
 }
 
 mod interval_name {
@@ -462,6 +465,7 @@ impl Default for FetchConfig {
             start_date: None,
             end_date: None,
             seed: 42,
+            shard: Shard::ALL,
         }
     }
 }

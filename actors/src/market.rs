@@ -111,6 +111,67 @@ impl<'de> Deserialize<'de> for Symbol {
     }
 }
 
+/// A deterministic share of the symbols for one of several `produce` processes: process
+/// `index` of `count` follows exactly the symbols whose murmur2 hash modulo `count` is
+/// `index`, so `count` processes cover every symbol once, with no coordination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    index: u32,
+    count: u32,
+}
+
+/// Why a shard was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("shard {0:?} must be i/n with 0 <= i < n, e.g. 0/3")]
+pub struct ShardError(pub String);
+
+impl Shard {
+    /// The whole symbol list (one process).
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// Parses `i/n`.
+    pub fn parse(raw: &str) -> Result<Self, ShardError> {
+        let err = || ShardError(raw.chars().take(32).collect());
+        let (i, n) = raw.trim().split_once('/').ok_or_else(err)?;
+        let (index, count): (u32, u32) =
+            (i.trim().parse().map_err(|_| err())?, n.trim().parse().map_err(|_| err())?);
+        if count == 0 || index >= count {
+            return Err(err());
+        }
+        Ok(Self { index, count })
+    }
+
+    /// True when this shard follows `symbol`.
+    pub fn owns(&self, symbol: &Symbol) -> bool {
+        crate::kafka::murmur2(symbol.as_str().as_bytes()) % self.count == self.index
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl<'de> Deserialize<'de> for Shard {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Shard {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
 /// Minute resolutions the TradingView feed serves.
 const MINUTE_RESOLUTIONS: [u16; 10] = [1, 3, 5, 15, 30, 45, 60, 120, 180, 240];
 
@@ -260,6 +321,24 @@ pub fn cairo_local_to_utc(naive: NaiveDateTime) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_cover_every_symbol_exactly_once() {
+        let symbols: Vec<Symbol> = "COMI TMGH HRHO EAST ETEL ABUK EFIH FWRY AMOC EGAL ORAS ORHD PHDC EMFD ISPH RMDA CCAP EFID JUFO BTFH GBCO RAYA HELI EGCH ARCC ORWE OIH MCQE ADIB VLMR"
+            .split(' ')
+            .map(|s| Symbol::parse(s).unwrap())
+            .collect();
+        for n in 1..=5 {
+            let shards: Vec<Shard> = (0..n).map(|i| Shard::parse(&format!("{i}/{n}")).unwrap()).collect();
+            for s in &symbols {
+                assert_eq!(shards.iter().filter(|sh| sh.owns(s)).count(), 1, "{s} in {n} shards");
+            }
+        }
+        assert!(Shard::ALL.owns(&symbols[0]));
+        for bad in ["3/3", "1", "a/b", "0/0", "-1/2"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn symbols_reject_path_tricks_and_odd_bytes() {

@@ -109,6 +109,12 @@ pub struct AddSymbol(pub Symbol);
 #[rtype(result = "Result<(), SupervisorError>")]
 pub struct RemoveSymbol(pub Symbol);
 
+/// Replaces the symbol list (a configuration reload): starts Fetchers for new symbols and
+/// stops those no longer listed. Symbols outside this process's shard are ignored.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), SupervisorError>")]
+pub struct SetSymbols(pub Vec<Symbol>);
+
 /// Lists the symbols the supervisor currently runs Fetchers for.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Vec<Symbol>")]

@@ -321,7 +321,8 @@ async fn serve(state: Arc<State>, tcp: TcpStream) {
 
 impl Conn {
     async fn run(&mut self, mut pushes: broadcast::Receiver<Push>) {
-        let hello = json!({"session_id": "<0.123.456>_fake", "timestamp": 1_736_064_000, "release": "fake", "protocol": "json", "javastudies": ["3.66"]});
+        let hello = json!({"session_id": "<0.123.456>_fake", "timestamp": 1_736_064_000,
+            "release": "fake", "protocol": "json", "javastudies": ["3.66"]});
         if self.write(vec![hello.to_string()]).await.is_err() {
             return;
         }
@@ -454,7 +455,9 @@ impl Conn {
         let Some(chart) = self.charts.get_mut(&cs) else { return };
         if known {
             let name = ticker.trim_start_matches("EGX:");
-            let info = json!({"name": name, "description": DESCRIPTION, "exchange": "EGX", "currency_code": "EGP", "timezone": "Africa/Cairo", "session": "1000-1430", "type": "stock", "pricescale": 100});
+            let info = json!({"name": name, "description": DESCRIPTION, "exchange": "EGX",
+                "currency_code": "EGP", "timezone": "Africa/Cairo", "session": "1000-1430",
+                "type": "stock", "pricescale": 100});
             chart.deferred.push(message("symbol_resolved", json!([cs, symbol_id, info])));
             chart.symbols.insert(symbol_id, Some(ticker.clone()));
         } else {
@@ -503,7 +506,9 @@ impl Conn {
         if start < end {
             let s: Vec<Value> = (start..end).map(|i| json!({"i": i, "v": history[i].v()})).collect();
             let changes: Vec<Value> = history[start..end].iter().map(|b| json!(b.time as f64)).collect();
-            let update = json!([cs, {id.clone(): {"node": "fake-node", "s": s, "ns": {"d": "", "indexes": []}, "t": turnaround, "lbs": {"bar_close_time": history[end - 1].time + 86_400}}},
+            let close_time = history[end - 1].time + 86_400;
+            let update = json!([cs, {id.clone(): {"node": "fake-node", "s": s,
+                "ns": {"d": "", "indexes": []}, "t": turnaround, "lbs": {"bar_close_time": close_time}}},
                 {"index": 0, "zoffset": 0, "changes": changes, "marks": [], "index_diff": []}]);
             frames.push(message("timescale_update", update));
         }
@@ -520,7 +525,9 @@ impl Conn {
         let mut frames = Vec::new();
         for (cs, chart) in &self.charts {
             for (id, served) in chart.series.iter().filter(|(_, s)| s.ticker == ticker) {
-                let update = json!([cs, {id.clone(): {"s": [{"i": served.sent, "v": bar.v()}], "ns": {"d": "", "indexes": "nochange"}, "t": served.turnaround, "lbs": {"bar_close_time": bar.time + 86_400}}}]);
+                let update = json!([cs, {id.clone(): {"s": [{"i": served.sent, "v": bar.v()}],
+                    "ns": {"d": "", "indexes": "nochange"}, "t": served.turnaround,
+                    "lbs": {"bar_close_time": bar.time + 86_400}}}]);
                 frames.push(message("du", update));
             }
         }

@@ -373,3 +373,88 @@ pub async fn pipeline_spec(
         log: test_logger(),
     }
 }
+
+/// A free TCP port on localhost (bound and released; fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// `GET path` on a local HTTP endpoint: (status code, body); None when nothing listens.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// The value of an unlabelled or labelled sample in a Prometheus text exposition, summed
+/// over every series whose name and labels start with `series`.
+pub fn metric_sum(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with(series))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// A private S3 server (versitygw, as the test services use) that a test may stop and
+/// start again without disturbing other tests.
+pub struct PrivateS3 {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateS3 {
+    /// Starts one on a free port (needs `EGX_VERSITYGW`, set by scripts/test.sh).
+    pub fn start() -> Self {
+        let mut s = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), child: None };
+        s.resume();
+        s
+    }
+
+    /// Its endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it again on the same port and data directory, and waits until it answers.
+    pub fn resume(&mut self) {
+        let bin = std::env::var("EGX_VERSITYGW")
+            .expect("EGX_VERSITYGW must name the versitygw binary (scripts/test.sh sets it)");
+        let child = std::process::Command::new(bin)
+            .env("ROOT_ACCESS_KEY", "minioadmin")
+            .env("ROOT_SECRET_KEY", "minioadmin")
+            .args(["--port", &format!("127.0.0.1:{}", self.port), "--region", "us-east-1", "posix"])
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("versitygw starts");
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "private S3 did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills it (an outage).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateS3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -8,6 +8,7 @@
 //! from the committed offsets, so whatever the old pair had in flight is re-delivered.
 
 mod completion;
+mod registry;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -28,9 +29,7 @@ use crate::kafka::{self, KafkaSetupError, OffsetProbe};
 use crate::key::KeyTemplate;
 use crate::lifeline::{ChildExited, ChildId, Lifeline};
 use crate::market::Symbol;
-use crate::messages::{
-    AddSymbol, Drain, FetchCompleted, GetProgress, ListSymbols, ReaderProgress, RemoveSymbol, Stop,
-};
+use crate::messages::{Drain, FetchCompleted, GetProgress, ReaderProgress, Stop};
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::reader::{KafkaReader, ReaderSpec};
@@ -52,6 +51,9 @@ pub enum SupervisorError {
     /// The pipeline is shutting down.
     #[error("the pipeline is shutting down")]
     ShuttingDown,
+    /// The symbol belongs to another `produce` process's shard.
+    #[error("symbol {0} belongs to another shard than this process's {1}")]
+    OtherShard(String, String),
 }
 
 /// Everything a pipeline needs; built by the binary or by an embedding app.
@@ -150,7 +152,7 @@ impl Supervisor {
     ) -> Result<(Addr<Self>, oneshot::Receiver<PipelineExit>), crate::config::ConfigError> {
         let template = spec.sink.validate()?;
         let (tx, rx) = oneshot::channel();
-        let wanted = spec.fetch.symbols.iter().cloned().collect();
+        let wanted = spec.fetch.symbols.iter().filter(|s| spec.fetch.shard.owns(s)).cloned().collect();
         let addr = Self {
             spec,
             template,
@@ -538,54 +540,6 @@ impl Handler<FetchCompleted> for Supervisor {
             self.completion.fetched += msg.fetched;
             self.completion.published += msg.delivered.len();
         }
-    }
-}
-
-impl Handler<AddSymbol> for Supervisor {
-    type Result = Result<(), SupervisorError>;
-
-    /// Starts a Fetcher for the symbol (no-op when it already runs).
-    fn handle(&mut self, AddSymbol(symbol): AddSymbol, ctx: &mut Self::Context) -> Self::Result {
-        if self.stopping {
-            return Err(SupervisorError::ShuttingDown);
-        }
-        if !self.spec.produce {
-            return Err(SupervisorError::NotProducing);
-        }
-        if self.wanted.insert(symbol.clone()) {
-            info!(self.spec.log, "Symbol added."; "symbol" => %symbol);
-            if self.spec.once {
-                self.completion.expect(symbol.clone());
-            }
-            self.start_fetcher(symbol, ctx);
-        }
-        Ok(())
-    }
-}
-
-impl Handler<RemoveSymbol> for Supervisor {
-    type Result = Result<(), SupervisorError>;
-
-    /// Stops and forgets the symbol's Fetcher.
-    fn handle(&mut self, RemoveSymbol(symbol): RemoveSymbol, _ctx: &mut Self::Context) -> Self::Result {
-        if !self.spec.produce {
-            return Err(SupervisorError::NotProducing);
-        }
-        self.wanted.remove(&symbol);
-        self.completion.forget(&symbol);
-        if let Some((_, fetcher)) = self.fetchers.remove(&symbol) {
-            info!(self.spec.log, "Symbol removed."; "symbol" => %symbol);
-            fetcher.do_send(Stop);
-        }
-        Ok(())
-    }
-}
-
-impl Handler<ListSymbols> for Supervisor {
-    type Result = MessageResult<ListSymbols>;
-
-    fn handle(&mut self, _: ListSymbols, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.fetchers.keys().cloned().collect())
     }
 }
 

@@ -1,0 +1,205 @@
+//! Operating the pipeline: metrics that match what was written, readiness that follows the
+//! object store, symbol shards with no overlap or gap, symbol reload on SIGHUP, and the
+//! `check`, `stored` and `lag` commands.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use rdkafka::message::Message;
+
+use crate::support;
+
+fn spawn(cmd: &mut std::process::Command) -> Child {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("binary starts")
+}
+
+fn terminate(child: &mut Child, signal: &str) {
+    std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill runs");
+}
+
+async fn wait_for<F: FnMut() -> bool>(what: &str, deadline: Duration, mut cond: F) {
+    let ok = support::eventually(deadline, || std::future::ready(cond())).await;
+    assert!(ok, "timed out waiting for {what}");
+}
+
+/// During a real run the metrics count exactly what was written, lag returns to zero, and
+/// `stored` and `lag` report the same; SIGTERM then drains and exits 0.
+#[tokio::test]
+#[ignore = "needs real Kafka and S3: run scripts/test.sh"]
+async fn metrics_match_what_was_written_and_lag_returns_to_zero() {
+    let (topic, bucket, group) =
+        (support::unique("egx-ops"), support::unique("egx-ops"), support::unique("g"));
+    let port = support::free_port();
+    let extra = "[fetch]\nsymbols = [\"COMI\", \"ETEL\", \"HRHO\", \"EAST\"]\nn_bars = 5\npoll_interval_secs = 3600\n";
+    let cfg = support::config_file(&topic, &bucket, &group, extra);
+    let mut run = spawn(
+        support::binary()
+            .env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
+            .arg("--config")
+            .arg(cfg.path())
+            .arg("run"),
+    );
+    let scrape = || support::http_get(port, "/metrics").map(|(_, body)| body).unwrap_or_default();
+    wait_for("20 objects written", Duration::from_secs(60), || {
+        support::metric_sum(&scrape(), "egx_records_written_total") >= 20.0
+    })
+    .await;
+    wait_for("lag back to zero", Duration::from_secs(30), || {
+        let m = scrape();
+        support::metric_sum(&m, "egx_consumer_lag_records") == 0.0 && m.contains("egx_consumer_lag_records{")
+    })
+    .await;
+    let m = scrape();
+    assert_eq!(support::metric_sum(&m, "egx_messages_produced_total"), 20.0);
+    assert_eq!(support::metric_sum(&m, "egx_records_written_total"), 20.0);
+    assert_eq!(support::metric_sum(&m, "egx_records_dead_lettered_total"), 0.0);
+    assert_eq!(support::metric_sum(&m, "egx_fetches_total{outcome=\"ok\""), 4.0);
+    let committed: f64 = support::committed(&group, &topic, 3).values().map(|v| *v as f64).sum();
+    assert_eq!(support::metric_sum(&m, "egx_committed_offset"), committed, "committed offsets exported");
+    assert_eq!(support::http_get(port, "/readyz").map(|(s, _)| s), Some(200));
+    let objects = support::list_keys(&support::s3().await, &bucket, "streaming/").await.len();
+    assert_eq!(objects, 20);
+
+    let ops = |cmd: &str| {
+        let out = support::binary()
+            .env("AWS_ACCESS_KEY_ID", "minioadmin")
+            .arg("--config")
+            .arg(cfg.path())
+            .arg(cmd)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(ops("stored").contains("total: 20 objects, 5 dates, 4 symbols"), "{}", ops("stored"));
+    assert!(ops("lag").contains("total lag: 0"), "{}", ops("lag"));
+    terminate(&mut run, "-TERM");
+    assert!(run.wait().expect("exits").success(), "SIGTERM drains and exits 0");
+}
+
+/// Readiness turns 503 when the object store stops and 200 again when it is back.
+#[tokio::test]
+#[ignore = "needs real Kafka and S3: run scripts/test.sh"]
+async fn readiness_follows_the_object_store() {
+    let mut s3 = support::PrivateS3::start();
+    let (topic, bucket, group) =
+        (support::unique("egx-ready"), support::unique("egx-ready"), support::unique("g"));
+    support::create_topic(&topic, 3).await;
+    let port = support::free_port();
+    let cfg = support::config_file(&topic, &bucket, &group, "");
+    let mut consume = spawn(
+        support::binary()
+            .env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
+            .env("MINIO_ENDPOINT", s3.endpoint())
+            .arg("--config")
+            .arg(cfg.path())
+            .arg("consume"),
+    );
+    let ready = || support::http_get(port, "/readyz");
+    wait_for("ready", Duration::from_secs(60), || ready().is_some_and(|(s, _)| s == 200)).await;
+    s3.stop();
+    wait_for("not ready while the store is down", Duration::from_secs(30), || {
+        ready().is_some_and(|(s, body)| s == 503 && body.contains("object store"))
+    })
+    .await;
+    s3.resume();
+    wait_for("ready again", Duration::from_secs(30), || ready().is_some_and(|(s, _)| s == 200)).await;
+    terminate(&mut consume, "-TERM");
+    assert!(consume.wait().expect("exits").success());
+}
+
+/// `produce --shard 0/2` and `--shard 1/2` together publish every symbol exactly once.
+#[tokio::test]
+#[ignore = "needs real Kafka and S3: run scripts/test.sh"]
+async fn shards_split_the_symbols_with_no_overlap_and_no_gap() {
+    let topic = support::unique("egx-shard");
+    support::create_topic(&topic, 3).await;
+    let symbols = "COMI,ETEL,HRHO,TMGH,EAST,SWDY,ABUK,FWRY,EFIH,AMOC";
+    let mut keys_per_shard = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let shard_topic = format!("{topic}-{}", &shard[..1]);
+        let out = support::binary()
+            .args(["produce", "--symbols", symbols, "--n-bars", "1", "--shard", shard])
+            .args(["--bootstrap-servers", &support::kafka(), "--topic", &shard_topic])
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let messages = support::read_topic(&shard_topic, 10, Duration::from_secs(10));
+        let keys: BTreeSet<String> = messages
+            .iter()
+            .map(|m| String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned())
+            .collect();
+        keys_per_shard.push(keys);
+    }
+    assert!(keys_per_shard[0].is_disjoint(&keys_per_shard[1]), "no overlap: {keys_per_shard:?}");
+    let all: BTreeSet<String> = keys_per_shard.iter().flatten().cloned().collect();
+    let expected: BTreeSet<String> = symbols.split(',').map(str::to_string).collect();
+    assert_eq!(all, expected, "no gap");
+    assert!(!keys_per_shard[0].is_empty() && !keys_per_shard[1].is_empty());
+}
+
+/// SIGHUP re-reads the symbol list: a new symbol gets a Fetcher, a removed one loses it.
+#[tokio::test]
+#[ignore = "needs real Kafka and S3: run scripts/test.sh"]
+async fn sighup_reloads_the_symbol_list() {
+    let (topic, bucket, group) =
+        (support::unique("egx-hup"), support::unique("egx-hup"), support::unique("g"));
+    let cfg = support::config_file(
+        &topic,
+        &bucket,
+        &group,
+        "[fetch]\nsymbols = [\"COMI\"]\nn_bars = 2\npoll_interval_secs = 1\n",
+    );
+    let port = support::free_port();
+    let mut run = spawn(
+        support::binary()
+            .env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
+            .arg("--config")
+            .arg(cfg.path())
+            .arg("run"),
+    );
+    let fetches = |symbol: &str| {
+        let m = support::http_get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
+        support::metric_sum(&m, &format!("egx_fetches_total{{outcome=\"ok\",symbol=\"{symbol}\"}}"))
+    };
+    wait_for("COMI fetched", Duration::from_secs(60), || fetches("COMI") >= 1.0).await;
+    let text = std::fs::read_to_string(cfg.path()).expect("config").replace("[\"COMI\"]", "[\"ETEL\"]");
+    std::fs::File::create(cfg.path()).and_then(|mut f| f.write_all(text.as_bytes())).expect("rewrite config");
+    terminate(&mut run, "-HUP");
+    wait_for("ETEL fetched after SIGHUP", Duration::from_secs(60), || fetches("ETEL") >= 2.0).await;
+    let comi_after = fetches("COMI");
+    wait_for("ETEL keeps polling", Duration::from_secs(30), || fetches("ETEL") >= 4.0).await;
+    assert_eq!(fetches("COMI"), comi_after, "COMI's Fetcher was removed");
+    terminate(&mut run, "-TERM");
+    assert!(run.wait().expect("exits").success());
+}
+
+/// `check` passes against the real services and fails clearly on a wrong endpoint.
+#[test]
+#[ignore = "needs real Kafka and S3: run scripts/test.sh"]
+fn check_names_what_is_unreachable() {
+    let (topic, bucket, group) =
+        (support::unique("egx-chk"), support::unique("egx-chk"), support::unique("g"));
+    let cfg = support::config_file(&topic, &bucket, &group, "");
+    let check = |envs: &[(&str, &str)]| {
+        let mut cmd = support::binary();
+        cmd.env("AWS_ACCESS_KEY_ID", "minioadmin").arg("--config").arg(cfg.path()).arg("check");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("runs")
+    };
+    let ok = check(&[]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let bad_kafka = check(&[("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")]);
+    assert_eq!(bad_kafka.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_kafka.stderr)
+        .contains("Kafka at 127.0.0.1:1 (kafka.bootstrap_servers) is not reachable"));
+    let bad_s3 = check(&[("MINIO_ENDPOINT", "http://127.0.0.1:1")]);
+    assert_eq!(bad_s3.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad_s3.stderr);
+    assert!(stderr.contains("object store is not usable") && stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("minioadmin"), "no secret in errors");
+}
