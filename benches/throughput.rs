@@ -214,6 +214,7 @@ impl Bench {
             once: true,
             source: Arc::new(SyntheticSource::new(SEED, clock.clone())),
             clock,
+            market_hours: None,
             metrics: Arc::new(Metrics::new()?),
             log: self.log.clone(),
         })

@@ -4,18 +4,19 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use egx_actors::admin::{self, AdminConfig, Readiness};
 use egx_actors::config::{KafkaMode, SinkKind};
 use egx_actors::kafka::EmbeddedKafka;
 use egx_actors::market::{Interval, Shard, Symbol};
 use egx_actors::messages::SetSymbols;
 use egx_actors::metrics::Metrics;
-use egx_actors::source::{system_clock, SyntheticSource};
+use egx_actors::config::SourceKind;
+use egx_actors::source::{system_clock, Clock, CsvSource, Source, SyntheticSource, TradingViewSource};
 use egx_actors::supervisor::{PipelineExit, PipelineSpec, PipelineSummary, Shutdown, Supervisor};
 use slog::{info, Logger};
 
-use crate::cli::{Cli, Command, ConsumeArgs, FetchArgs, ProduceArgs};
+use crate::cli::{Cli, Command, ConsumeArgs, FetchArgs, ProduceArgs, SourceArg};
 use crate::logging;
 use crate::ops;
 use crate::settings::{Defaults, Settings};
@@ -136,6 +137,13 @@ fn apply_produce_flags(settings: &mut Settings, a: &ProduceArgs, has_file: bool)
     if let Some(t) = &a.topic {
         settings.kafka.topic = t.clone();
     }
+    if let Some(source) = a.source {
+        settings.fetch.source = match source {
+            SourceArg::Synthetic => SourceKind::Synthetic,
+            SourceArg::Tradingview => SourceKind::Tradingview,
+            SourceArg::Csv => SourceKind::Csv,
+        };
+    }
     if let Some(b) = &a.bootstrap_servers {
         settings.kafka.bootstrap_servers = b.clone();
         settings.kafka.mode = KafkaMode::External;
@@ -253,7 +261,8 @@ async fn pipeline(settings: Settings, plan: Plan, reload: Reload, log: Logger) -
         produce: plan.produce,
         consume: plan.consume,
         once: plan.once,
-        source: Arc::new(SyntheticSource::new(settings.fetch.seed, clock.clone())),
+        source: build_source(&settings, clock.clone(), &log)?,
+        market_hours: Some(settings.market_hours.validate()?),
         object_sink,
         clock,
         metrics: metrics.clone(),
@@ -286,6 +295,20 @@ async fn pipeline(settings: Settings, plan: Plan, reload: Reload, log: Logger) -
     };
     let outcome = outcome.map_err(|_| anyhow!("the supervisor ended without reporting"))?;
     Ok(report(outcome, &settings, &plan))
+}
+
+/// The one place the data source is built, from `fetch.source`.
+pub fn build_source(settings: &Settings, clock: Clock, log: &Logger) -> Result<Arc<dyn Source>> {
+    Ok(match settings.fetch.source {
+        SourceKind::Synthetic => Arc::new(SyntheticSource::new(settings.fetch.seed, clock)),
+        SourceKind::Tradingview => Arc::new(TradingViewSource::new(settings.tradingview.clone(), log.clone())?),
+        SourceKind::Csv => {
+            let path = &settings.csv.path;
+            let source = if path.is_dir() { CsvSource::from_dir(path) } else { CsvSource::from_long_file(path) };
+            let source = source.with_context(|| format!("cannot load CSV data from {} (csv.path)", path.display()))?;
+            Arc::new(source.with_follow_speed(settings.csv.speed))
+        }
+    })
 }
 
 /// Binds the admin endpoint (metrics, health) unless disabled; a taken port is an error.

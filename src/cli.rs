@@ -129,6 +129,10 @@ pub struct ProduceArgs {
 pub enum SourceArg {
     /// Seeded random walk, marked "source":"synthetic".
     Synthetic,
+    /// TradingView's websocket feed (the default for produce).
+    Tradingview,
+    /// Exported OHLCV files ([csv] path).
+    Csv,
 }
 
 /// `consume` flags (the original consumer's).

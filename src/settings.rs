@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use egx_actors::admin::AdminConfig;
+use egx_actors::calendar::MarketHoursConfig;
+use egx_actors::config::CsvConfig;
+use egx_actors::source::TradingViewConfig;
 use egx_actors::config::{
     ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, SinkConfig, SupervisorConfig, WriterConfig,
 };
@@ -48,6 +51,12 @@ pub struct Settings {
     pub chaos: ChaosConfig,
     /// Metrics and health endpoint.
     pub admin: AdminConfig,
+    /// The TradingView feed (`fetch.source = "tradingview"`).
+    pub tradingview: TradingViewConfig,
+    /// Exported OHLCV files (`fetch.source = "csv"`).
+    pub csv: CsvConfig,
+    /// Trading sessions, for `fetch.market_hours = true`.
+    pub market_hours: MarketHoursConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -84,7 +93,11 @@ impl Settings {
         }
         let mut builder = config::Config::builder();
         if defaults == Defaults::OriginalScripts {
-            builder = builder.set_default("kafka.mode", "external")?.set_default("sink.kind", "s3")?;
+            // Real users of the original scripts want real prices: TradingView by default.
+            builder = builder
+                .set_default("kafka.mode", "external")?
+                .set_default("sink.kind", "s3")?
+                .set_default("fetch.source", "tradingview")?;
         }
         if let Some(path) = file {
             builder =
@@ -117,6 +130,11 @@ impl Settings {
         self.supervisor.validate().map_err(wrap)?;
         self.chaos.validate().map_err(wrap)?;
         self.admin.validate().map_err(wrap)?;
+        self.tradingview.validate().map_err(wrap)?;
+        self.market_hours.validate().map_err(wrap)?;
+        if !(self.csv.speed >= 0.0) {
+            return Err(anyhow!("invalid configuration ({origin}): csv.speed: must be 0 or more"));
+        }
         crate::logging::parse_level(&self.log.level)
             .map_err(|e| anyhow!("invalid configuration ({origin}): log.level: {e}"))?;
         self.sink.validate().map_err(wrap)

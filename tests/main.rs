@@ -8,6 +8,7 @@ mod dead_letter;
 mod delivery;
 mod interop;
 mod operations;
+mod ops_files;
 mod pipeline;
 mod smoke;
 mod support;

@@ -121,7 +121,7 @@ async fn shards_split_the_symbols_with_no_overlap_and_no_gap() {
     for shard in ["0/2", "1/2"] {
         let shard_topic = format!("{topic}-{}", &shard[..1]);
         let out = support::binary()
-            .args(["produce", "--symbols", symbols, "--n-bars", "1", "--shard", shard])
+            .args(["produce", "--source", "synthetic", "--symbols", symbols, "--n-bars", "1", "--shard", shard])
             .args(["--bootstrap-servers", &support::kafka(), "--topic", &shard_topic])
             .output()
             .expect("runs");

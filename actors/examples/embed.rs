@@ -145,6 +145,7 @@ fn pipeline_spec(
         once: false,
         object_sink: Arc::new(AnnouncingSink { inner: LocalDirSink::new(root.to_path_buf()), written }),
         clock,
+        market_hours: None,
         metrics: Arc::new(egx_actors::metrics::Metrics::new()?),
         log,
     })

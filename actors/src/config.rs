@@ -410,6 +410,38 @@ impl WriterConfig {
 pub enum SourceKind {
     /// Seeded random walk; every message is marked `"source":"synthetic"`.
     Synthetic,
+    /// TradingView's websocket feed (`[tradingview]`), the feed the original egxpy used.
+    Tradingview,
+    /// Exported OHLCV files replayed from disk (`[csv]`).
+    Csv,
+}
+
+/// How a Fetcher follows its symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchMode {
+    /// Every `poll_interval_secs`, fetch the latest `n_bars` (the original behaviour).
+    Poll,
+    /// Keep the series open and publish bars as the source updates them (TradingView's
+    /// live updates, or a CSV replay at `csv.speed`), re-syncing every `resync_secs`.
+    Stream,
+}
+
+/// `[csv]`: exported OHLCV files for the `csv` source (see `egx_actors::source` docs for columns).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CsvConfig {
+    /// A directory of `<SYMBOL>.csv` files, or one long-format file with a `symbol` column.
+    pub path: PathBuf,
+    /// Replay speed in stream mode: market seconds per wall-clock second (60 = a minute
+    /// per second); 0 = as fast as possible.
+    pub speed: f64,
+}
+
+impl Default for CsvConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("data"), speed: 0.0 }
+    }
 }
 
 /// `[fetch]`: which symbols to follow and how.
@@ -438,6 +470,14 @@ pub struct FetchConfig {
     /// This process's share of `symbols` when several `produce` processes split them:
     /// `i/n` (0-based); `0/1` = all.
     pub shard: Shard,
+    /// `poll` (fetch the latest bars every `poll_interval_secs`) or `stream`.
+    pub mode: FetchMode,
+    /// In stream mode, how often the latest `n_bars` are fetched again to catch anything
+    /// a live update missed; 0 = never.
+    pub resync_secs: u64,
+    /// Poll only during the trading session of `[market_hours]` (plus one catch-up poll
+    /// after the close) instead of around the clock.
+    pub market_hours: bool,
 }
 
 mod interval_name {
@@ -466,6 +506,9 @@ impl Default for FetchConfig {
             end_date: None,
             seed: 42,
             shard: Shard::ALL,
+            mode: FetchMode::Poll,
+            resync_secs: 300,
+            market_hours: false,
         }
     }
 }

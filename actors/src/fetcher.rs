@@ -14,12 +14,16 @@ use crate::lifeline::Lifeline;
 use crate::market::{Bar, Interval, Symbol};
 use crate::messages::{Delivered, FetchCompleted, FetchNow, PublishBars, Stop};
 use crate::metrics::Metrics;
-use crate::source::{Clock, FetchRequest, Source};
+use crate::calendar::MarketHours;
+use crate::source::{Clock, FetchRequest, Source, SourceError};
 
 /// The last bars each Fetcher published, kept outside the actors so that a restarted
 /// Fetcher does not publish everything again. Cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
 pub struct CursorStore(Arc<Mutex<HashMap<(Symbol, Interval), Cursor>>>);
+
+/// Bars remembered per (symbol, interval) at most, whatever the mode.
+const CURSOR_CAP: usize = 10_000;
 
 /// The last confirmed version of each recent bar of one (symbol, interval).
 type Cursor = BTreeMap<DateTime<Utc>, Bar>;
@@ -50,6 +54,9 @@ impl CursorStore {
         if let Some(from) = keep_from {
             entry.retain(|t, _| *t >= from);
         }
+        while entry.len() > CURSOR_CAP {
+            entry.pop_first();
+        }
     }
 }
 
@@ -64,6 +71,11 @@ pub struct FetcherSpec {
     pub publisher: Recipient<PublishBars>,
     /// Time between cycles; `None` fetches once.
     pub poll_every: Option<Duration>,
+    /// Poll only in the trading session (plus a catch-up after the close).
+    pub market_hours: Option<MarketHours>,
+    /// Follow the source's live feed instead of polling (when the source can stream);
+    /// polls every `poll_every` still re-sync.
+    pub stream: bool,
     /// Shared cursors.
     pub cursors: CursorStore,
     /// Who hears about finished cycles (a supervisor, a test).
@@ -80,6 +92,7 @@ pub struct FetcherSpec {
 pub struct Fetcher {
     spec: FetcherSpec,
     busy: bool,
+    last_poll: Option<DateTime<Utc>>,
     lifeline: Option<Lifeline>,
 }
 
@@ -88,7 +101,7 @@ type CycleResult = Result<(usize, Vec<Delivered>), (usize, String)>;
 impl Fetcher {
     /// A Fetcher for a spec.
     pub fn new(spec: FetcherSpec) -> Self {
-        Self { spec, busy: false, lifeline: None }
+        Self { spec, busy: false, last_poll: None, lifeline: None }
     }
 
     /// Reports this actor's end to a supervisor.
@@ -103,25 +116,33 @@ impl Fetcher {
             let req = &spec.request;
             let bars = spec.source.fetch(req.clone()).await.map_err(|e| (0, e.to_string()))?;
             let fetched = bars.len();
-            let fresh = spec.cursors.changed(&req.symbol, req.interval, &bars);
-            if fresh.is_empty() {
-                return Ok((fetched, Vec::new()));
-            }
-            let publish = PublishBars {
-                bars: fresh.clone(),
-                source: spec.source.name().to_string(),
-                fetched_at: (spec.clock)(),
-            };
-            let receipt = spec
-                .publisher
-                .send(publish)
-                .await
-                .map_err(|e| (fetched, format!("publisher unavailable: {e}")))?
-                .map_err(|e| (fetched, e.to_string()))?;
             let oldest = bars.first().map(|b| b.time);
-            spec.cursors.advance(&req.symbol, req.interval, &fresh, oldest);
-            Ok((fetched, receipt.delivered))
+            let delivered = publish_changed(&spec, bars, oldest).await.map_err(|e| (fetched, e))?;
+            Ok((fetched, delivered))
         }
+    }
+
+    /// Schedules the next poll by the market calendar (in session at the poll rate, one
+    /// catch-up after the close, none outside).
+    fn schedule_by_calendar(&mut self, ctx: &mut Context<Self>) {
+        let (Some(hours), Some(every)) = (&self.spec.market_hours, self.spec.poll_every) else { return };
+        let now = (self.spec.clock)();
+        let next = hours.next_poll(now, every, self.last_poll);
+        let delay = (next - now).to_std().unwrap_or_default();
+        ctx.run_later(delay, |act, ctx| {
+            act.last_poll = Some((act.spec.clock)());
+            ctx.notify(FetchNow);
+            act.schedule_by_calendar(ctx);
+        });
+    }
+
+    fn follow(&mut self, ctx: &mut Context<Self>) -> bool {
+        let Some(feed) = self.spec.source.follow(self.spec.request.clone()) else {
+            warn!(self.spec.log, "This source cannot stream; polling instead."; "source" => self.spec.source.name());
+            return false;
+        };
+        ctx.add_stream(futures::stream::unfold(feed, |mut feed| async move { feed.recv().await.map(|item| (item, feed)) }));
+        true
     }
 
     fn report(&mut self, result: CycleResult) {
@@ -162,12 +183,70 @@ impl Actor for Fetcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        info!(self.spec.log, "Fetcher started."; "symbol" => %self.spec.request.symbol, "interval" => %self.spec.request.interval);
+        info!(self.spec.log, "Fetcher started."; "symbol" => %self.spec.request.symbol, "interval" => %self.spec.request.interval, "stream" => self.spec.stream);
+        if self.spec.stream && self.follow(ctx) {
+            // The live feed starts with a snapshot; polls only re-sync.
+            if let Some(every) = self.spec.poll_every {
+                ctx.run_interval(every, |_, ctx| ctx.notify(FetchNow));
+            }
+            return;
+        }
+        if self.spec.market_hours.is_some() && self.spec.poll_every.is_some() {
+            self.schedule_by_calendar(ctx);
+            return;
+        }
         ctx.notify(FetchNow);
         if let Some(every) = self.spec.poll_every {
             ctx.run_interval(every, |_, ctx| ctx.notify(FetchNow));
         }
     }
+}
+
+impl StreamHandler<Result<Bar, SourceError>> for Fetcher {
+    /// Publishes a live bar if it is new or changed; the cursor moves once Kafka confirms.
+    fn handle(&mut self, item: Result<Bar, SourceError>, ctx: &mut Self::Context) {
+        let bar = match item {
+            Ok(bar) => bar,
+            Err(e) => {
+                warn!(self.spec.log, "Live feed trouble; it keeps retrying."; "symbol" => %self.spec.request.symbol, "error" => %e);
+                return;
+            }
+        };
+        let spec = self.spec.clone();
+        ctx.spawn(
+            async move { (publish_changed(&spec, vec![bar], None).await, spec) }
+                .into_actor(self)
+                .map(|(result, _), act, _| act.report(result.map(|d| (d.len(), d)).map_err(|e| (1, e)))),
+        );
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {
+        warn!(self.spec.log, "The live feed ended; the Fetcher keeps its re-sync polls."; "symbol" => %self.spec.request.symbol);
+    }
+}
+
+/// Publishes the bars of `bars` that changed since the last confirmed publish and moves
+/// the cursor once Kafka confirmed them; bars older than `keep_from` are forgotten.
+async fn publish_changed(
+    spec: &FetcherSpec,
+    bars: Vec<Bar>,
+    keep_from: Option<DateTime<Utc>>,
+) -> Result<Vec<Delivered>, String> {
+    let req = &spec.request;
+    let fresh = spec.cursors.changed(&req.symbol, req.interval, &bars);
+    if fresh.is_empty() {
+        return Ok(Vec::new());
+    }
+    let publish =
+        PublishBars { bars: fresh.clone(), source: spec.source.name().to_string(), fetched_at: (spec.clock)() };
+    let receipt = spec
+        .publisher
+        .send(publish)
+        .await
+        .map_err(|e| format!("publisher unavailable: {e}"))?
+        .map_err(|e| e.to_string())?;
+    spec.cursors.advance(&req.symbol, req.interval, &fresh, keep_from);
+    Ok(receipt.delivered)
 }
 
 impl Handler<FetchNow> for Fetcher {

@@ -142,7 +142,7 @@ pub struct ReaderProgress {
 
 /// Stops taking new work, waits (bounded) for in-flight work, commits and stops.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "ReaderProgress")]
 pub struct Drain;
 
 /// Stops an actor in an orderly way.

@@ -369,6 +369,7 @@ pub async fn pipeline_spec(
         source: Arc::new(egx_actors::source::SyntheticSource::new(11, clock.clone())),
         object_sink: egx_actors::sink::build(&sink).await,
         clock,
+        market_hours: None,
         metrics: std::sync::Arc::new(egx_actors::metrics::Metrics::new().expect("metrics")),
         log: test_logger(),
     }

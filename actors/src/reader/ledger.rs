@@ -28,6 +28,7 @@ pub struct PartitionLedger {
     pub epoch: u64,
     in_flight: BTreeSet<i64>,
     next: Option<i64>,
+    seen: Option<i64>,
     committed: Option<i64>,
     backlog: VecDeque<OwnedRecord>,
     /// True while the partition is paused at the consumer.
@@ -43,6 +44,7 @@ impl PartitionLedger {
             epoch,
             in_flight: BTreeSet::new(),
             next: None,
+            seen: None,
             committed: None,
             backlog: VecDeque::new(),
             paused: false,
@@ -63,6 +65,17 @@ impl PartitionLedger {
     /// Records waiting for a free slot.
     pub fn backlog_len(&self) -> usize {
         self.backlog.len()
+    }
+
+    /// Notes a record received from the consumer; false when this offset (or a later
+    /// one) was already received in this assignment — a re-delivery that must not be
+    /// dispatched or counted twice.
+    pub fn accept(&mut self, offset: i64) -> bool {
+        if self.seen.is_some_and(|s| offset <= s) {
+            return false;
+        }
+        self.seen = Some(offset);
+        true
     }
 
     /// Marks an offset as handed to the writer.
@@ -156,6 +169,16 @@ mod tests {
         l.written(0);
         assert_eq!(l.next_ready(1), Some(rec(1)));
         assert_eq!(l.watermark(), Some(1), "deferred records are not past the watermark");
+    }
+
+    #[test]
+    fn re_deliveries_are_recognised() {
+        let mut l = PartitionLedger::new(1);
+        assert!(l.accept(4));
+        assert!(l.accept(5));
+        assert!(!l.accept(5), "the same offset twice");
+        assert!(!l.accept(3), "an earlier offset");
+        assert!(l.accept(9));
     }
 
     #[test]

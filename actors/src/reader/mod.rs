@@ -138,6 +138,13 @@ impl KafkaReader {
         Ok(addr)
     }
 
+    fn snapshot(&self) -> ReaderProgress {
+        let mut progress = self.progress.clone();
+        progress.written_watermark =
+            self.ledgers.iter().filter_map(|(p, l)| l.watermark().map(|w| (*p, w))).collect();
+        progress
+    }
+
     /// Stops polling, closes the consumer (leaving the group) and waits until it is closed.
     fn release_consumer(&mut self) -> impl std::future::Future<Output = ()> + 'static {
         self.closing.store(true, Ordering::SeqCst);
@@ -335,6 +342,10 @@ impl Handler<Consumed> for KafkaReader {
         if draining || ledger.revoking {
             return;
         }
+        if !ledger.accept(record.offset) {
+            debug!(self.spec.log, "Re-delivered record skipped: it is already being written or written."; "partition" => record.partition, "offset" => record.offset);
+            return;
+        }
         if ledger.in_flight() >= limit || ledger.backlog_len() > 0 {
             let partition = record.partition;
             let pause = !ledger.paused;
@@ -396,17 +407,15 @@ impl Handler<GetProgress> for KafkaReader {
     type Result = MessageResult<GetProgress>;
 
     fn handle(&mut self, _: GetProgress, _ctx: &mut Self::Context) -> Self::Result {
-        let mut progress = self.progress.clone();
-        progress.written_watermark =
-            self.ledgers.iter().filter_map(|(p, l)| l.watermark().map(|w| (*p, w))).collect();
-        MessageResult(progress)
+        MessageResult(self.snapshot())
     }
 }
 
 impl Handler<Drain> for KafkaReader {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = ResponseActFuture<Self, ReaderProgress>;
 
-    /// Graceful stop: no new dispatches, bounded wait for in-flight writes, sync commit.
+    /// Graceful stop: no new dispatches, bounded wait for in-flight writes, sync commit;
+    /// answers with the final progress once the consumer has left the group.
     fn handle(&mut self, _: Drain, _ctx: &mut Self::Context) -> Self::Result {
         self.draining = true;
         if let Some(l) = self.lifeline.as_mut() {
@@ -426,7 +435,10 @@ impl Handler<Drain> for KafkaReader {
                     act.commit(None, CommitMode::Sync);
                     act.release_consumer().into_actor(act)
                 })
-                .map(|(), _, ctx| ctx.stop()),
+                .map(|(), act, ctx| {
+                    ctx.stop();
+                    act.snapshot()
+                }),
         )
     }
 }

@@ -60,4 +60,12 @@ pub trait Source: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// The latest bars for a request, oldest first.
     fn fetch(&self, request: FetchRequest) -> BoxFuture<'static, Result<Vec<Bar>, SourceError>>;
+    /// Follows a symbol live: bars as they appear or change, oldest first. `None` when the
+    /// source cannot stream (the Fetcher then polls).
+    fn follow(&self, _request: FetchRequest) -> Option<BarFeed> {
+        None
+    }
 }
+
+/// Bars pushed by a streaming source; an `Err` item reports trouble without ending it.
+pub type BarFeed = tokio::sync::mpsc::Receiver<Result<Bar, SourceError>>;

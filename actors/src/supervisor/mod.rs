@@ -21,15 +21,16 @@ use tokio::sync::oneshot;
 
 pub use completion::Completion;
 
-use crate::config::{
+use crate::config::{FetchMode, 
     ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, SinkConfig, SupervisorConfig, WriterConfig,
 };
 use crate::fetcher::{CursorStore, Fetcher, FetcherSpec};
 use crate::kafka::{self, KafkaSetupError, OffsetProbe};
 use crate::key::KeyTemplate;
 use crate::lifeline::{ChildExited, ChildId, Lifeline};
+use crate::calendar::MarketHours;
 use crate::market::Symbol;
-use crate::messages::{Drain, FetchCompleted, GetProgress, ReaderProgress, Stop};
+use crate::messages::{Drain, FetchCompleted, ReaderProgress, Stop};
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::reader::{KafkaReader, ReaderSpec};
@@ -86,6 +87,8 @@ pub struct PipelineSpec {
     pub clock: Clock,
     /// Metrics shared by every actor of the pipeline.
     pub metrics: Arc<Metrics>,
+    /// The exchange's trading sessions, for Fetchers with `fetch.market_hours`.
+    pub market_hours: Option<MarketHours>,
     /// Logger.
     pub log: Logger,
 }
@@ -260,12 +263,18 @@ impl Supervisor {
             },
             source: self.spec.source.clone(),
             publisher: publisher.clone().recipient(),
-            poll_every: if self.spec.once { None } else { fetch.poll_interval() },
+            poll_every: match (self.spec.once, fetch.mode) {
+                (true, _) => None,
+                (false, FetchMode::Poll) => fetch.poll_interval(),
+                (false, FetchMode::Stream) => (fetch.resync_secs > 0).then(|| Duration::from_secs(fetch.resync_secs)),
+            },
+            market_hours: self.spec.market_hours.clone().filter(|_| fetch.market_hours),
+            stream: fetch.mode == FetchMode::Stream && !self.spec.once,
             cursors: self.cursors.clone(),
             events: Some(ctx.address().recipient()),
             clock: self.spec.clock.clone(),
             metrics: self.spec.metrics.clone(),
-            log: self.spec.log.new(slog::o!("symbol" => symbol.to_string())),
+            log: self.spec.log.clone(),
         };
         let gen = self.next_generation();
         let lifeline = self.lifeline(ChildId::Fetcher(symbol.to_string(), gen), ctx);
@@ -453,8 +462,7 @@ impl Supervisor {
         let fut = async move {
             let mut progress = ReaderProgress::default();
             if let Some((_, reader, writer)) = pair {
-                progress = reader.send(GetProgress).await.unwrap_or_default();
-                let _ = reader.send(Drain).await;
+                progress = reader.send(Drain).await.unwrap_or_default();
                 let _ = writer.send(Stop).await;
             }
             if let Some((_, publisher)) = publisher {

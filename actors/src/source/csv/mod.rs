@@ -63,6 +63,8 @@ const MAX_REPLAY_PAUSE: Duration = Duration::from_secs(366 * 86_400);
 pub struct CsvSource {
     /// Rows per symbol, oldest first, times unique.
     bars: BTreeMap<Symbol, Vec<Row>>,
+    /// Replay speed used when a Fetcher follows a symbol (stream mode).
+    follow_speed: f64,
 }
 
 /// What [`CsvSource::replay`] plays.
@@ -137,14 +139,14 @@ impl CsvSource {
             })?;
             loader.read_file(path, Some(&symbol))?;
         }
-        Ok(Self { bars: loader.finish()? })
+        Ok(Self { bars: loader.finish()?, follow_speed: 0.0 })
     }
 
     /// Loads a long-format file: one `symbol` column, many symbols.
     pub fn from_long_file(path: impl AsRef<Path>) -> Result<Self, CsvSourceError> {
         let mut loader = Loader::default();
         loader.read_file(path.as_ref(), None)?;
-        Ok(Self { bars: loader.finish()? })
+        Ok(Self { bars: loader.finish()?, follow_speed: 0.0 })
     }
 
     /// Loads CSV text from any reader; `name` labels errors. With `symbol`, the text is
@@ -156,7 +158,7 @@ impl CsvSource {
     ) -> Result<Self, CsvSourceError> {
         let mut loader = Loader::default();
         loader.read(Path::new(name), reader, symbol)?;
-        Ok(Self { bars: loader.finish()? })
+        Ok(Self { bars: loader.finish()?, follow_speed: 0.0 })
     }
 
     /// The symbols loaded, in order.
@@ -217,6 +219,42 @@ impl Source for CsvSource {
     fn fetch(&self, request: FetchRequest) -> BoxFuture<'static, Result<Vec<Bar>, SourceError>> {
         let bars = self.bars(&request);
         async move { bars }.boxed()
+    }
+
+    /// Replays the symbol's bars in the request's date range at the follow speed.
+    fn follow(&self, request: FetchRequest) -> Option<super::BarFeed> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let replay = ReplayRequest {
+            symbols: vec![request.symbol.clone()],
+            exchange: request.exchange.clone(),
+            interval: request.interval,
+            start_date: request.start_date,
+            end_date: request.end_date,
+            speed: self.follow_speed,
+        };
+        match self.replay(&replay) {
+            Ok(mut bars) => {
+                tokio::spawn(async move {
+                    while let Some(bar) = bars.next().await {
+                        if tx.send(Ok(bar)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                let _ = tx.try_send(Err(e));
+            }
+        }
+        Some(rx)
+    }
+}
+
+impl CsvSource {
+    /// Sets the replay speed used in stream mode (see [`ReplayRequest::speed`]).
+    pub fn with_follow_speed(mut self, speed: f64) -> Self {
+        self.follow_speed = speed;
+        self
     }
 }
 

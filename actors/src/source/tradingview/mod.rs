@@ -76,6 +76,10 @@ impl Source for TradingViewSource {
         let shared = self.shared.clone();
         Box::pin(async move { fetch::fetch(&shared, &request).await })
     }
+
+    fn follow(&self, request: FetchRequest) -> Option<super::BarFeed> {
+        Some(self.stream(request))
+    }
 }
 
 /// A feed bar as a [`Bar`] of the request; `None` for a time out of range.
