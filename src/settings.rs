@@ -132,7 +132,7 @@ impl Settings {
         self.admin.validate().map_err(wrap)?;
         self.tradingview.validate().map_err(wrap)?;
         self.market_hours.validate().map_err(wrap)?;
-        if !(self.csv.speed >= 0.0) {
+        if self.csv.speed.is_nan() || self.csv.speed < 0.0 {
             return Err(anyhow!("invalid configuration ({origin}): csv.speed: must be 0 or more"));
         }
         crate::logging::parse_level(&self.log.level)
