@@ -15,6 +15,11 @@ fn spawn(cmd: &mut std::process::Command) -> Child {
     cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("binary starts")
 }
 
+/// `run` with a config file and the admin endpoint on `port`.
+fn run_with_admin(config: &std::path::Path, port: u16) -> Child {
+    spawn(support::binary().env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}")).arg("--config").arg(config).arg("run"))
+}
+
 fn terminate(child: &mut Child, signal: &str) {
     std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill runs");
 }
@@ -34,13 +39,7 @@ async fn metrics_match_what_was_written_and_lag_returns_to_zero() {
     let port = support::free_port();
     let extra = "[fetch]\nsymbols = [\"COMI\", \"ETEL\", \"HRHO\", \"EAST\"]\nn_bars = 5\npoll_interval_secs = 3600\n";
     let cfg = support::config_file(&topic, &bucket, &group, extra);
-    let mut run = spawn(
-        support::binary()
-            .env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
-            .arg("--config")
-            .arg(cfg.path())
-            .arg("run"),
-    );
+    let mut run = run_with_admin(cfg.path(), port);
     let scrape = || support::http_get(port, "/metrics").map(|(_, body)| body).unwrap_or_default();
     wait_for("20 objects written", Duration::from_secs(60), || {
         support::metric_sum(&scrape(), "egx_records_written_total") >= 20.0
@@ -153,13 +152,7 @@ async fn sighup_reloads_the_symbol_list() {
         "[fetch]\nsymbols = [\"COMI\"]\nn_bars = 2\npoll_interval_secs = 1\n",
     );
     let port = support::free_port();
-    let mut run = spawn(
-        support::binary()
-            .env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
-            .arg("--config")
-            .arg(cfg.path())
-            .arg("run"),
-    );
+    let mut run = run_with_admin(cfg.path(), port);
     let fetches = |symbol: &str| {
         let m = support::http_get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
         support::metric_sum(&m, &format!("egx_fetches_total{{outcome=\"ok\",symbol=\"{symbol}\"}}"))
