@@ -9,6 +9,7 @@
 
 mod completion;
 mod registry;
+mod restart;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -16,25 +17,24 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rdkafka::producer::FutureProducer;
-use slog::{error, info, warn, Logger};
+use slog::{error, info, Logger};
 use tokio::sync::oneshot;
 
 pub use completion::Completion;
 
-use crate::config::{FetchMode, 
-    ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, SinkConfig, SupervisorConfig, WriterConfig,
+use crate::calendar::MarketHours;
+use crate::config::{
+    ChaosConfig, FetchConfig, FetchMode, KafkaConfig, KafkaMode, SinkConfig, SupervisorConfig, WriterConfig,
 };
 use crate::fetcher::{CursorStore, Fetcher, FetcherSpec};
 use crate::kafka::{self, KafkaSetupError, OffsetProbe};
 use crate::key::KeyTemplate;
 use crate::lifeline::{ChildExited, ChildId, Lifeline};
-use crate::calendar::MarketHours;
 use crate::market::Symbol;
 use crate::messages::{Drain, FetchCompleted, ReaderProgress, Stop};
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::reader::{KafkaReader, ReaderSpec};
-use crate::retry::Backoff;
 use crate::sink::ObjectSink;
 use crate::source::{Clock, FetchRequest, Source};
 use crate::writer::{DeadLetters, S3Writer, WriterSpec};
@@ -266,7 +266,9 @@ impl Supervisor {
             poll_every: match (self.spec.once, fetch.mode) {
                 (true, _) => None,
                 (false, FetchMode::Poll) => fetch.poll_interval(),
-                (false, FetchMode::Stream) => (fetch.resync_secs > 0).then(|| Duration::from_secs(fetch.resync_secs)),
+                (false, FetchMode::Stream) => {
+                    (fetch.resync_secs > 0).then(|| Duration::from_secs(fetch.resync_secs))
+                }
             },
             market_hours: self.spec.market_hours.clone().filter(|_| fetch.market_hours),
             stream: fetch.mode == FetchMode::Stream && !self.spec.once,
@@ -356,94 +358,6 @@ impl Supervisor {
                 }
             }
         }));
-    }
-
-    /// Counts a restart; false when the budget is exhausted (the pipeline gives up).
-    fn allow_restart(&mut self, what: &str, ctx: &mut Context<Self>) -> Option<Duration> {
-        let window = Duration::from_secs(self.spec.supervisor.restart_window_secs);
-        let now = Instant::now();
-        self.restarts.push_back(now);
-        while self.restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
-            self.restarts.pop_front();
-        }
-        self.total_restarts += 1;
-        self.spec.metrics.restarts.with_label_values(&[what.split(' ').next().unwrap_or(what)]).inc();
-        let recent = self.restarts.len();
-        if recent > self.spec.supervisor.max_restarts {
-            let reason = format!(
-                "{recent} restarts within {}s (limit {}); last: {what}",
-                window.as_secs(),
-                self.spec.supervisor.max_restarts
-            );
-            error!(self.spec.log, "Restart limit exceeded; stopping the pipeline."; "reason" => &reason);
-            self.finish(PipelineExit::GaveUp(reason), ctx);
-            return None;
-        }
-        let cfg = &self.spec.supervisor;
-        let delay = Backoff::from_millis(cfg.backoff_initial_ms, cfg.backoff_max_ms)
-            .delay(recent.saturating_sub(1) as u32);
-        warn!(self.spec.log, "Actor ended unexpectedly; restarting."; "actor" => what, "in_ms" => delay.as_millis() as u64, "recent_restarts" => recent);
-        Some(delay)
-    }
-
-    fn on_child_exit(&mut self, id: ChildId, ctx: &mut Context<Self>) {
-        match id {
-            ChildId::Fetcher(name, gen) => {
-                let Some(symbol) = self
-                    .fetchers
-                    .iter()
-                    .find(|(s, (g, _))| s.as_str() == name && *g == gen)
-                    .map(|(s, _)| s.clone())
-                else {
-                    return;
-                };
-                self.fetchers.remove(&symbol);
-                if let Some(delay) = self.allow_restart(&format!("Fetcher {symbol}"), ctx) {
-                    ctx.run_later(delay, move |act, ctx| {
-                        if !act.stopping
-                            && act.wanted.contains(&symbol)
-                            && !act.fetchers.contains_key(&symbol)
-                        {
-                            act.start_fetcher(symbol, ctx);
-                        }
-                    });
-                }
-            }
-            ChildId::Publisher(gen) => {
-                if self.publisher.as_ref().is_none_or(|(g, _)| *g != gen) {
-                    return;
-                }
-                self.publisher = None;
-                if let Some(delay) = self.allow_restart("Publisher", ctx) {
-                    ctx.run_later(delay, |act, ctx| {
-                        if act.stopping {
-                            return;
-                        }
-                        // Fetchers hold the old publisher's address: restart them with the new one.
-                        act.start_publisher(ctx);
-                        for symbol in act.wanted.clone() {
-                            act.start_fetcher(symbol, ctx);
-                        }
-                    });
-                }
-            }
-            ChildId::Reader(gen) | ChildId::Writer(gen) => {
-                if self.pair.as_ref().is_none_or(|(g, _, _)| *g != gen) {
-                    return;
-                }
-                if let Some((_, reader, writer)) = self.pair.take() {
-                    reader.do_send(Drain);
-                    writer.do_send(Stop);
-                }
-                if let Some(delay) = self.allow_restart("KafkaReader/S3Writer", ctx) {
-                    ctx.run_later(delay, |act, ctx| {
-                        if !act.stopping && act.pair.is_none() {
-                            act.start_pair(ctx);
-                        }
-                    });
-                }
-            }
-        }
     }
 
     /// Graceful stop: Fetchers first, then drain the reader, then the writer and producer.

@@ -1,0 +1,103 @@
+//! Restarts: an actor that ended without being asked to is started again after a backoff;
+//! more than `supervisor.max_restarts` within the window ends the pipeline
+//! ([`PipelineExit::GaveUp`]). The KafkaReader and S3Writer restart as a pair.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use slog::{error, warn};
+
+use super::{PipelineExit, Supervisor};
+use crate::lifeline::ChildId;
+use crate::messages::{Drain, Stop};
+use crate::retry::Backoff;
+
+impl Supervisor {
+    /// Counts a restart; false when the budget is exhausted (the pipeline gives up).
+    fn allow_restart(&mut self, what: &str, ctx: &mut Context<Self>) -> Option<Duration> {
+        let window = Duration::from_secs(self.spec.supervisor.restart_window_secs);
+        let now = Instant::now();
+        self.restarts.push_back(now);
+        while self.restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
+            self.restarts.pop_front();
+        }
+        self.total_restarts += 1;
+        self.spec.metrics.restarts.with_label_values(&[what.split(' ').next().unwrap_or(what)]).inc();
+        let recent = self.restarts.len();
+        if recent > self.spec.supervisor.max_restarts {
+            let reason = format!(
+                "{recent} restarts within {}s (limit {}); last: {what}",
+                window.as_secs(),
+                self.spec.supervisor.max_restarts
+            );
+            error!(self.spec.log, "Restart limit exceeded; stopping the pipeline."; "reason" => &reason);
+            self.finish(PipelineExit::GaveUp(reason), ctx);
+            return None;
+        }
+        let cfg = &self.spec.supervisor;
+        let delay = Backoff::from_millis(cfg.backoff_initial_ms, cfg.backoff_max_ms)
+            .delay(recent.saturating_sub(1) as u32);
+        warn!(self.spec.log, "Actor ended unexpectedly; restarting."; "actor" => what, "in_ms" => delay.as_millis() as u64, "recent_restarts" => recent);
+        Some(delay)
+    }
+
+    pub(super) fn on_child_exit(&mut self, id: ChildId, ctx: &mut Context<Self>) {
+        match id {
+            ChildId::Fetcher(name, gen) => {
+                let Some(symbol) = self
+                    .fetchers
+                    .iter()
+                    .find(|(s, (g, _))| s.as_str() == name && *g == gen)
+                    .map(|(s, _)| s.clone())
+                else {
+                    return;
+                };
+                self.fetchers.remove(&symbol);
+                if let Some(delay) = self.allow_restart(&format!("Fetcher {symbol}"), ctx) {
+                    ctx.run_later(delay, move |act, ctx| {
+                        if !act.stopping
+                            && act.wanted.contains(&symbol)
+                            && !act.fetchers.contains_key(&symbol)
+                        {
+                            act.start_fetcher(symbol, ctx);
+                        }
+                    });
+                }
+            }
+            ChildId::Publisher(gen) => {
+                if self.publisher.as_ref().is_none_or(|(g, _)| *g != gen) {
+                    return;
+                }
+                self.publisher = None;
+                if let Some(delay) = self.allow_restart("Publisher", ctx) {
+                    ctx.run_later(delay, |act, ctx| {
+                        if act.stopping {
+                            return;
+                        }
+                        // Fetchers hold the old publisher's address: restart them with the new one.
+                        act.start_publisher(ctx);
+                        for symbol in act.wanted.clone() {
+                            act.start_fetcher(symbol, ctx);
+                        }
+                    });
+                }
+            }
+            ChildId::Reader(gen) | ChildId::Writer(gen) => {
+                if self.pair.as_ref().is_none_or(|(g, _, _)| *g != gen) {
+                    return;
+                }
+                if let Some((_, reader, writer)) = self.pair.take() {
+                    reader.do_send(Drain);
+                    writer.do_send(Stop);
+                }
+                if let Some(delay) = self.allow_restart("KafkaReader/S3Writer", ctx) {
+                    ctx.run_later(delay, |act, ctx| {
+                        if !act.stopping && act.pair.is_none() {
+                            act.start_pair(ctx);
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
