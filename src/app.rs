@@ -16,7 +16,8 @@ use egx_actors::source::{system_clock, Clock, CsvSource, Source, SyntheticSource
 use egx_actors::supervisor::{PipelineExit, PipelineSpec, PipelineSummary, Shutdown, Supervisor};
 use slog::{info, Logger};
 
-use crate::cli::{Cli, Command, ConsumeArgs, FetchArgs, ProduceArgs, SourceArg};
+use crate::backfill;
+use crate::cli::{Cli, Command, ConsumeArgs, FetchArgs, ProduceArgs};
 use crate::logging;
 use crate::ops;
 use crate::settings::{Defaults, Settings};
@@ -42,6 +43,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(_) | Command::CheckConfig => Defaults::Embedded,
         // Operators' commands inspect real services: the original scripts' defaults.
         Command::Check | Command::Stored { .. } | Command::Lag => Defaults::OriginalScripts,
+        // A backfill publishes real history to a real cluster, as `produce` does.
+        Command::Backfill(_) => Defaults::OriginalScripts,
     };
     let mut settings = Settings::load(cli.config.as_deref(), defaults, &|k| std::env::var(k).ok())?;
     if let Some(level) = &cli.log_level {
@@ -67,6 +70,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         return Err(anyhow!("no symbols to fetch: pass --symbols or set fetch.symbols"));
     }
     let log = logging::logger(logging::parse_level(&settings.log.level)?, settings.log.format);
+    if let Command::Backfill(args) = &cli.command {
+        return backfill::run(settings, args, log);
+    }
     let reload = Reload { file: cli.config.clone(), defaults, symbols_flag: symbols_flag(&cli.command) };
     let code = actix::System::new().block_on(pipeline(settings, plan, reload, log))?;
     Ok(code)
@@ -138,11 +144,7 @@ fn apply_produce_flags(settings: &mut Settings, a: &ProduceArgs, has_file: bool)
         settings.kafka.topic = t.clone();
     }
     if let Some(source) = a.source {
-        settings.fetch.source = match source {
-            SourceArg::Synthetic => SourceKind::Synthetic,
-            SourceArg::Tradingview => SourceKind::Tradingview,
-            SourceArg::Csv => SourceKind::Csv,
-        };
+        settings.fetch.source = source.into();
     }
     if let Some(b) = &a.bootstrap_servers {
         settings.kafka.bootstrap_servers = b.clone();
@@ -194,6 +196,10 @@ fn apply_flags(settings: &mut Settings, cli: &Cli) -> Result<Plan> {
         Command::Consume(a) => {
             apply_consume_flags(settings, a);
             Plan { produce: false, consume: true, once: a.once }
+        }
+        Command::Backfill(a) => {
+            backfill::apply_flags(settings, a)?;
+            Plan { produce: false, consume: false, once: true }
         }
         Command::CheckConfig | Command::Check | Command::Stored { .. } | Command::Lag => {
             Plan { produce: false, consume: false, once: true }
@@ -329,7 +335,8 @@ async fn start_admin(
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM (never elsewhere).
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use egx_actors::config::SourceKind;
 
 /// EGX market data pipeline: source → Apache Kafka → S3-compatible storage, on actix
 /// actors, losing nothing across crashes.
@@ -16,8 +17,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "egx-pipeline", version, propagate_version = true)]
 pub struct Cli {
     /// Config file (TOML). Without it, `run` uses the embedded demo (in-process Kafka,
-    /// local directory, synthetic data) and `produce`/`consume` the original scripts'
-    /// defaults (Kafka on localhost:9092, MinIO on localhost:9000).
+    /// local directory, synthetic data) and `produce`/`consume`/`backfill` the original
+    /// scripts' defaults (Kafka on localhost:9092, MinIO on localhost:9000).
     #[arg(short, long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Log level: DEBUG, INFO, WARNING or ERROR (case-insensitive).
@@ -65,6 +66,9 @@ pub enum Command {
     },
     /// Show the consumer group's committed offset, end offset and lag per partition.
     Lag,
+    /// Publish the history of a date range to Kafka in confirmed chunks, recording
+    /// progress in a state file: interrupted (Ctrl-C), the same command resumes.
+    Backfill(BackfillArgs),
 }
 
 /// Flags that choose what to fetch (shared by `run` and `produce`).
@@ -133,6 +137,55 @@ pub enum SourceArg {
     Tradingview,
     /// Exported OHLCV files ([csv] path).
     Csv,
+}
+
+impl From<SourceArg> for SourceKind {
+    fn from(arg: SourceArg) -> Self {
+        match arg {
+            SourceArg::Synthetic => SourceKind::Synthetic,
+            SourceArg::Tradingview => SourceKind::Tradingview,
+            SourceArg::Csv => SourceKind::Csv,
+        }
+    }
+}
+
+/// `backfill` flags.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Comma-separated symbols, e.g. COMI,ETEL (default: fetch.symbols).
+    #[arg(long, value_name = "LIST")]
+    pub symbols: Option<String>,
+    /// Daily, Weekly, Monthly, "1 Minute", "5 Minute", "30 Minute" (or a feed code: 1D, 5…).
+    #[arg(long)]
+    pub interval: Option<String>,
+    /// First trading date to publish (YYYY-MM-DD, Africa/Cairo).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub start_date: NaiveDate,
+    /// Last trading date to publish (YYYY-MM-DD, Africa/Cairo), inclusive.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub end_date: NaiveDate,
+    /// Data source (default: fetch.source, which is tradingview without a config file).
+    #[arg(long, value_enum)]
+    pub source: Option<SourceArg>,
+    /// Exchange code.
+    #[arg(long)]
+    pub exchange: Option<String>,
+    /// Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap_servers: Option<String>,
+    /// Kafka topic.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Backfill only this process's share of the symbols: i/n (0-based), as `produce`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Progress file: written after every chunk Kafka confirmed, read to resume. It
+    /// belongs to one set of parameters; another backfill refuses it.
+    #[arg(long, value_name = "FILE", default_value = "egx-backfill-state.json")]
+    pub state: PathBuf,
+    /// Bars per chunk: the unit that is confirmed by Kafka and recorded in the state file.
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub chunk_bars: u64,
 }
 
 /// `consume` flags (the original consumer's).

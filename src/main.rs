@@ -1,6 +1,7 @@
 //! `egx-pipeline`: parses the command line, runs the pipeline, maps errors to exit codes.
 
 mod app;
+mod backfill;
 mod cli;
 mod logging;
 mod ops;

@@ -8,11 +8,11 @@ use anyhow::{anyhow, Context, Result};
 use egx_actors::admin::AdminConfig;
 use egx_actors::calendar::MarketHoursConfig;
 use egx_actors::config::CsvConfig;
-use egx_actors::source::TradingViewConfig;
 use egx_actors::config::{
     ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, SinkConfig, SupervisorConfig, WriterConfig,
 };
 use egx_actors::key::KeyTemplate;
+use egx_actors::source::TradingViewConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::LogFormat;

@@ -10,6 +10,8 @@ mod interop;
 mod operations;
 mod ops_files;
 mod pipeline;
+mod secrets;
 mod smoke;
+mod sources;
 mod support;
 mod tradingview;

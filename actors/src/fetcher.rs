@@ -91,7 +91,6 @@ pub struct FetcherSpec {
 /// Follows one symbol.
 pub struct Fetcher {
     spec: FetcherSpec,
-    busy: bool,
     last_poll: Option<DateTime<Utc>>,
     lifeline: Option<Lifeline>,
 }
@@ -101,7 +100,7 @@ type CycleResult = Result<(usize, Vec<Delivered>), (usize, String)>;
 impl Fetcher {
     /// A Fetcher for a spec.
     pub fn new(spec: FetcherSpec) -> Self {
-        Self { spec, busy: false, last_poll: None, lifeline: None }
+        Self { spec, last_poll: None, lifeline: None }
     }
 
     /// Reports this actor's end to a supervisor.
@@ -213,7 +212,8 @@ impl StreamHandler<Result<Bar, SourceError>> for Fetcher {
             }
         };
         let spec = self.spec.clone();
-        ctx.spawn(
+        // `wait`, not `spawn`: one publish at a time (see `Handler<FetchNow>`).
+        ctx.wait(
             async move { (publish_changed(&spec, vec![bar], None).await, spec) }
                 .into_actor(self)
                 .map(|(result, _), act, _| act.report(result.map(|d| (d.len(), d)).map_err(|e| (1, e)))),
@@ -250,18 +250,13 @@ async fn publish_changed(
 }
 
 impl Handler<FetchNow> for Fetcher {
-    type Result = ResponseActFuture<Self, ()>;
+    // Atomic: cycles and live bars are published one at a time, so two of them can never
+    // both find the same changed bar missing from the cursor and publish it twice.
+    type Result = AtomicResponse<Self, ()>;
 
-    /// Runs one cycle unless one is already running.
+    /// Runs one cycle; other events wait until it is done.
     fn handle(&mut self, _: FetchNow, _ctx: &mut Self::Context) -> Self::Result {
-        if self.busy {
-            return Box::pin(actix::fut::ready(()));
-        }
-        self.busy = true;
-        Box::pin(self.cycle().into_actor(self).map(|result, act, _| {
-            act.busy = false;
-            act.report(result);
-        }))
+        AtomicResponse::new(Box::pin(self.cycle().into_actor(self).map(|result, act, _| act.report(result))))
     }
 }
 
