@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use egx_actors::admin::{self, AdminConfig, Readiness};
+use egx_actors::config::SourceKind;
 use egx_actors::config::{KafkaMode, SinkKind};
 use egx_actors::kafka::EmbeddedKafka;
 use egx_actors::market::{Interval, Shard, Symbol};
 use egx_actors::messages::SetSymbols;
 use egx_actors::metrics::Metrics;
-use egx_actors::config::SourceKind;
 use egx_actors::source::{system_clock, Clock, CsvSource, Source, SyntheticSource, TradingViewSource};
 use egx_actors::supervisor::{PipelineExit, PipelineSpec, PipelineSummary, Shutdown, Supervisor};
 use slog::{info, Logger};
@@ -307,11 +307,15 @@ async fn pipeline(settings: Settings, plan: Plan, reload: Reload, log: Logger) -
 pub fn build_source(settings: &Settings, clock: Clock, log: &Logger) -> Result<Arc<dyn Source>> {
     Ok(match settings.fetch.source {
         SourceKind::Synthetic => Arc::new(SyntheticSource::new(settings.fetch.seed, clock)),
-        SourceKind::Tradingview => Arc::new(TradingViewSource::new(settings.tradingview.clone(), log.clone())?),
+        SourceKind::Tradingview => {
+            Arc::new(TradingViewSource::new(settings.tradingview.clone(), log.clone())?)
+        }
         SourceKind::Csv => {
             let path = &settings.csv.path;
-            let source = if path.is_dir() { CsvSource::from_dir(path) } else { CsvSource::from_long_file(path) };
-            let source = source.with_context(|| format!("cannot load CSV data from {} (csv.path)", path.display()))?;
+            let source =
+                if path.is_dir() { CsvSource::from_dir(path) } else { CsvSource::from_long_file(path) };
+            let source =
+                source.with_context(|| format!("cannot load CSV data from {} (csv.path)", path.display()))?;
             Arc::new(source.with_follow_speed(settings.csv.speed))
         }
     })

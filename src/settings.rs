@@ -70,6 +70,13 @@ pub enum Defaults {
     OriginalScripts,
 }
 
+/// Secret settings and their `EGX__` variables, read verbatim (never parsed as numbers).
+const EGX_SECRETS: [(&str, &str); 3] = [
+    ("EGX__KAFKA__SASL_PASSWORD", "kafka.sasl_password"),
+    ("EGX__SINK__SECRET_ACCESS_KEY", "sink.secret_access_key"),
+    ("EGX__TRADINGVIEW__AUTH_TOKEN", "tradingview.auth_token"),
+];
+
 /// Environment variables of the original scripts, applied after `EGX__` variables.
 const ORIGINAL_ENV: [&str; 5] =
     ["KAFKA_BOOTSTRAP_SERVERS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "MINIO_ENDPOINT"];
@@ -111,6 +118,13 @@ impl Settings {
                 .with_list_parse_key("fetch.symbols")
                 .try_parsing(true),
         );
+        // Number parsing above would turn a secret such as "007" into 7: secrets are
+        // taken again verbatim.
+        for (var, key) in EGX_SECRETS {
+            if let Some(value) = env(var) {
+                builder = builder.set_override(key, value)?;
+            }
+        }
         builder = apply_original_env(builder, env)?;
         let merged = builder
             .build()
@@ -218,6 +232,13 @@ mod tests {
         let s = Settings::load(Some(f.path()), Defaults::Embedded, &no_env).unwrap();
         let err = s.validate("x.toml").unwrap_err().to_string();
         assert!(err.contains("kafka.partitions") && err.contains("x.toml"), "{err}");
+    }
+
+    #[test]
+    fn secrets_from_the_environment_are_taken_verbatim() {
+        let env = |k: &str| (k == "EGX__KAFKA__SASL_PASSWORD").then(|| "007".to_string());
+        let s = Settings::load(None, Defaults::Embedded, &env).unwrap();
+        assert_eq!(s.kafka.sasl_password.expose(), "007");
     }
 
     #[test]

@@ -95,7 +95,17 @@ fn python_consumer_reads_the_original_fields() {
     let topic = support::unique("egx-py-out");
     run_ok(
         support::binary()
-            .args(["produce", "--source", "synthetic", "--symbols", "COMI,ETEL", "--interval", "Daily", "--n-bars", "5"])
+            .args([
+                "produce",
+                "--source",
+                "synthetic",
+                "--symbols",
+                "COMI,ETEL",
+                "--interval",
+                "Daily",
+                "--n-bars",
+                "5",
+            ])
             .args(["--bootstrap-servers", &support::kafka(), "--topic", &topic, "--log-level", "WARNING"]),
     );
     let summary: serde_json::Value = serde_json::from_str(&run_ok(python().args([

@@ -17,7 +17,13 @@ fn spawn(cmd: &mut std::process::Command) -> Child {
 
 /// `run` with a config file and the admin endpoint on `port`.
 fn run_with_admin(config: &std::path::Path, port: u16) -> Child {
-    spawn(support::binary().env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}")).arg("--config").arg(config).arg("run"))
+    spawn(
+        support::binary()
+            .env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
+            .arg("--config")
+            .arg(config)
+            .arg("run"),
+    )
 }
 
 fn terminate(child: &mut Child, signal: &str) {
@@ -120,7 +126,17 @@ async fn shards_split_the_symbols_with_no_overlap_and_no_gap() {
     for shard in ["0/2", "1/2"] {
         let shard_topic = format!("{topic}-{}", &shard[..1]);
         let out = support::binary()
-            .args(["produce", "--source", "synthetic", "--symbols", symbols, "--n-bars", "1", "--shard", shard])
+            .args([
+                "produce",
+                "--source",
+                "synthetic",
+                "--symbols",
+                symbols,
+                "--n-bars",
+                "1",
+                "--shard",
+                shard,
+            ])
             .args(["--bootstrap-servers", &support::kafka(), "--topic", &shard_topic])
             .output()
             .expect("runs");

@@ -10,11 +10,11 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use slog::{debug, info, warn, Logger};
 
+use crate::calendar::MarketHours;
 use crate::lifeline::Lifeline;
 use crate::market::{Bar, Interval, Symbol};
 use crate::messages::{Delivered, FetchCompleted, FetchNow, PublishBars, Stop};
 use crate::metrics::Metrics;
-use crate::calendar::MarketHours;
 use crate::source::{Clock, FetchRequest, Source, SourceError};
 
 /// The last bars each Fetcher published, kept outside the actors so that a restarted
@@ -140,7 +140,9 @@ impl Fetcher {
             warn!(self.spec.log, "This source cannot stream; polling instead."; "source" => self.spec.source.name());
             return false;
         };
-        ctx.add_stream(futures::stream::unfold(feed, |mut feed| async move { feed.recv().await.map(|item| (item, feed)) }));
+        ctx.add_stream(futures::stream::unfold(feed, |mut feed| async move {
+            feed.recv().await.map(|item| (item, feed))
+        }));
         true
     }
 
@@ -237,8 +239,11 @@ async fn publish_changed(
     if fresh.is_empty() {
         return Ok(Vec::new());
     }
-    let publish =
-        PublishBars { bars: fresh.clone(), source: spec.source.name().to_string(), fetched_at: (spec.clock)() };
+    let publish = PublishBars {
+        bars: fresh.clone(),
+        source: spec.source.name().to_string(),
+        fetched_at: (spec.clock)(),
+    };
     let receipt = spec
         .publisher
         .send(publish)

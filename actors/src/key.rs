@@ -104,6 +104,10 @@ impl KeyTemplate {
                 return Err(KeyError::MissingPlaceholder { template: template.into(), name });
             }
         }
+        // Two placeholders side by side could collide (`A1`+`5min` = `A`+`15min`).
+        if pieces.windows(2).any(|w| matches!(w, [Piece::Slot(_), Piece::Slot(_)])) {
+            return Err(KeyError::Unsafe { what: "key template", value: template.into() });
+        }
         let text_ok = pieces.iter().all(|p| match p {
             Piece::Text(t) => is_safe_text(t.trim_start_matches('/')) && !t.contains("//"),
             Piece::Slot(_) => true,
@@ -150,12 +154,24 @@ impl KeyTemplate {
                 Piece::Text(t) => key.push_str(t),
                 Piece::Slot("date") => key.push_str(&local.format("%Y-%m-%d").to_string()),
                 Piece::Slot("symbol") => key.push_str(record.symbol.as_str()),
-                Piece::Slot("time") => key.push_str(&local.format("%H%M%S%6f").to_string()),
+                Piece::Slot("time") => key.push_str(&time_token(&local)),
                 Piece::Slot("interval") => key.push_str(&record.interval.key_token()),
                 Piece::Slot(_) => key.push_str(record.field.as_str()),
             }
         }
         ObjectKey(key)
+    }
+}
+
+/// `HHMMSSffffff` in Cairo time. In the hour that repeats when daylight saving ends, the
+/// second occurrence gets an `F` suffix, so the two instants never share a key (trading
+/// hours never fall in that hour, so ordinary keys are unaffected).
+fn time_token(local: &chrono::DateTime<chrono_tz::Tz>) -> String {
+    use chrono::TimeZone;
+    let token = local.format("%H%M%S%6f").to_string();
+    match EXCHANGE_TZ.from_local_datetime(&local.naive_local()) {
+        chrono::LocalResult::Ambiguous(first, _) if first != *local => token + "F",
+        _ => token,
     }
 }
 
@@ -207,6 +223,18 @@ mod tests {
         .map(|j| t.render(&record(j)))
         .collect();
         assert_eq!(keys.len(), 5);
+    }
+
+    #[test]
+    fn the_repeated_hour_of_daylight_saving_keeps_two_keys() {
+        let t = KeyTemplate::default();
+        let at = |utc: &str| {
+            t.render(&record(&format!(r#"{{"symbol":"COMI","interval":"30","datetime":"{utc}","open":1,"high":1,"low":1,"close":1}}"#)))
+        };
+        // Both are 23:30 in Cairo on 2023-10-26: summer time first, then winter time.
+        let (first, second) = (at("2023-10-26T20:30:00Z"), at("2023-10-26T21:30:00Z"));
+        assert_eq!(first.as_str(), "streaming/date=2023-10-26/symbol=COMI/233000000000_30min_ohlcv.json");
+        assert_eq!(second.as_str(), "streaming/date=2023-10-26/symbol=COMI/233000000000F_30min_ohlcv.json");
     }
 
     #[test]
@@ -270,14 +298,6 @@ mod proptests {
 
     /// True when the instant's Cairo wall-clock time also names another instant.
     ///
-    /// Known issue, excluded here: keys use Cairo wall-clock time without its offset, so
-    /// the two instants of the hour repeated when daylight saving ends (e.g. 20:30Z and
-    /// 21:30Z on 2023-10-26) share a key.
-    fn in_dst_fold(t: &DateTime<Utc>) -> bool {
-        let local = t.with_timezone(&EXCHANGE_TZ).naive_local();
-        matches!(EXCHANGE_TZ.from_local_datetime(&local), LocalResult::Ambiguous(..))
-    }
-
     /// The instant Cairo's offset changes in the second half of that month, if it does.
     fn dst_change(year: i32, month: u32) -> Option<DateTime<Utc>> {
         let offset = |t: DateTime<Utc>| t.with_timezone(&EXCHANGE_TZ).offset().fix();
@@ -288,7 +308,7 @@ mod proptests {
     }
 
     fn symbol() -> impl Strategy<Value = String> {
-        "[A-Z0-9][A-Z0-9_-]{0,7}(\\.[A-Z0-9_-]{0,3})?"
+        "[A-Z0-9][A-Z0-9_-]{0,7}(\\.[A-Z0-9_-]{1,3})?"
     }
 
     fn interval() -> impl Strategy<Value = Interval> {
@@ -303,8 +323,8 @@ mod proptests {
     fn field() -> impl Strategy<Value = RecordField> {
         prop_oneof![
             Just(RecordField::Ohlcv),
-            // Known issue, excluded here: a legacy record whose field is named `ohlcv`
-            // gets the key of the whole bar's record.
+            // A legacy field named `ohlcv` is refused by the decoder (it would share the
+            // whole bar's key), so such records never reach rendering.
             prop_oneof![
                 3 => "[a-z_]{1,32}",
                 1 => select(vec!["open", "high", "low", "close", "volume", "ohlcv"]).prop_map(String::from),
@@ -329,7 +349,6 @@ mod proptests {
                 |(year, month, s)| Some(dst_change(year, month)? + Duration::seconds(s)),
             ),
         ]
-        .prop_filter("in the repeated hour of the DST change", |t| !in_dst_fold(t))
     }
 
     fn identity() -> impl Strategy<Value = Identity> {
@@ -363,7 +382,6 @@ mod proptests {
             2 => select(steps).prop_map(move |step| Identity { time: b4.time + step, ..b4.clone() }),
             1 => Just(Identity { time: same_wall_clock(b5.time), ..b5 }),
         ]
-        .prop_filter("in the repeated hour of the DST change", |other| !in_dst_fold(&other.time))
     }
 
     /// The latest instant with the same Cairo wall-clock time (itself unless in the fold).
@@ -403,7 +421,8 @@ mod proptests {
 
     /// The message bytes of an identity, in one of its spellings and either shape.
     fn message(id: Identity) -> impl Strategy<Value = Vec<u8>> {
-        let price = prop_oneof![prop::num::f64::NORMAL, Just(0.0)];
+        // Plausible values only: the decoder refuses negative and huge ones.
+        let price = prop_oneof![0.0..1.0e12f64, Just(0.0)];
         (
             interval_spelling(id.interval),
             datetime_spelling(id.time),

@@ -31,8 +31,9 @@ pub enum SymbolError {
     /// The symbol held a character that is not an upper-case letter, digit, `_`, `-` or `.`.
     #[error("symbol {0:?} may only hold A-Z, 0-9, '_', '-' and '.', starting with a letter or digit")]
     BadCharacter(String),
-    /// The symbol held `..`, which could climb out of a key prefix.
-    #[error("symbol {0:?} holds '..'")]
+    /// The symbol held `..` or ended with `.`, which could climb out of a key prefix or
+    /// run into a file extension.
+    #[error("symbol {0:?} holds '..' or ends with '.'")]
     DotDot(String),
 }
 
@@ -59,7 +60,7 @@ impl Symbol {
         if !first_ok || !all_ok {
             return Err(SymbolError::BadCharacter(raw.to_string()));
         }
-        if raw.contains("..") {
+        if raw.contains("..") || raw.ends_with('.') {
             return Err(SymbolError::DotDot(raw.to_string()));
         }
         Ok(Self(raw.to_string()))

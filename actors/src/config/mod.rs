@@ -34,9 +34,37 @@ pub(crate) fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
 
 /// A secret value (password, secret key). Never printed: `Debug` and `Display` show
 /// `<redacted>`, and serializing it writes `<redacted>`.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    /// Accepts only a string, and never repeats a wrongly typed value in the error.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a quoted string (the value given is not shown)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
+                Err(E::custom("a secret must be a quoted string (the value given is not shown)"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
+                Err(E::custom("a secret must be a quoted string (the value given is not shown)"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+                Err(E::custom("a secret must be a quoted string (the value given is not shown)"))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+                Err(E::custom("a secret must be a quoted string (the value given is not shown)"))
+            }
+        }
+        d.deserialize_string(Text)
+    }
+}
 
 impl Secret {
     /// Wraps a secret value.
