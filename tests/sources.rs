@@ -84,14 +84,7 @@ fn published(m: &OwnedMessage) -> String {
 
 /// The source's settings for the fake feed: fast sessions and reconnects.
 fn feed_config(server: &FakeTradingView) -> TradingViewConfig {
-    TradingViewConfig {
-        url: server.url.clone(),
-        sessions_per_second: 1_000.0,
-        request_timeout_ms: 5_000,
-        reconnect_initial_ms: 10,
-        reconnect_max_ms: 100,
-        ..TradingViewConfig::default()
-    }
+    server.client_config()
 }
 
 /// `n` daily bars whose prices differ from [`daily_bars`] (another symbol's history).

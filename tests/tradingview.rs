@@ -19,14 +19,7 @@ use crate::support::test_logger;
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn config(server: &FakeTradingView) -> TradingViewConfig {
-    TradingViewConfig {
-        url: server.url.clone(),
-        sessions_per_second: 1_000.0,
-        request_timeout_ms: 5_000,
-        reconnect_initial_ms: 10,
-        reconnect_max_ms: 100,
-        ..TradingViewConfig::default()
-    }
+    server.client_config()
 }
 
 fn source(config: TradingViewConfig) -> TradingViewSource {

@@ -166,6 +166,18 @@ impl FakeTradingView {
     }
 
     /// Sets the history of `EGX:<ticker>`, oldest first; other symbols are unknown.
+    /// Client settings for this server: its address, fast sessions and reconnects.
+    pub fn client_config(&self) -> egx_actors::source::TradingViewConfig {
+        egx_actors::source::TradingViewConfig {
+            url: self.url.clone(),
+            sessions_per_second: 1_000.0,
+            request_timeout_ms: 5_000,
+            reconnect_initial_ms: 10,
+            reconnect_max_ms: 100,
+            ..egx_actors::source::TradingViewConfig::default()
+        }
+    }
+
     pub fn set_history(&self, ticker: &str, bars: Vec<FakeBar>) {
         self.state.history.lock().unwrap().insert(format!("EGX:{ticker}"), bars);
     }
