@@ -22,12 +22,11 @@ fi
 
 export EGX_TEST_KAFKA="127.0.0.1:${KAFKA_PORT:-9092}"
 export EGX_TEST_S3="http://127.0.0.1:${S3_PORT:-9000}"
-export EGX_SERVICES_SCRIPT="$services"
+cache="${EGX_CACHE_DIR:-$repo/.cache}"
 # The S3 server's binary, for tests that run (and stop) a private instance.
-export EGX_VERSITYGW="${EGX_CACHE_DIR:-$repo/.cache}/bin/versitygw"
+export EGX_VERSITYGW="$cache/bin/versitygw"
 
 # A plain Python Kafka client (kafka-python from PyPI) for the interoperability tests.
-cache="${EGX_CACHE_DIR:-$repo/.cache}"
 py="$cache/py"
 kafka_python="kafka-python==3.0.12"
 if [ ! -x "$py/bin/python" ] || ! "$py/bin/python" -c "import kafka" 2>/dev/null; then

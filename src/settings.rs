@@ -78,8 +78,13 @@ const EGX_SECRETS: [(&str, &str); 3] = [
 ];
 
 /// Environment variables of the original scripts, applied after `EGX__` variables.
-const ORIGINAL_ENV: [&str; 5] =
-    ["KAFKA_BOOTSTRAP_SERVERS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "MINIO_ENDPOINT"];
+const ORIGINAL_ENV: [(&str, &str); 5] = [
+    ("KAFKA_BOOTSTRAP_SERVERS", "kafka.bootstrap_servers"),
+    ("AWS_ACCESS_KEY_ID", "sink.access_key_id"),
+    ("AWS_SECRET_ACCESS_KEY", "sink.secret_access_key"),
+    ("AWS_REGION", "sink.region"),
+    ("MINIO_ENDPOINT", "sink.endpoint"),
+];
 
 impl Settings {
     /// Loads the layers up to the environment (flags are applied by the caller).
@@ -120,12 +125,8 @@ impl Settings {
         );
         // Number parsing above would turn a secret such as "007" into 7: secrets are
         // taken again verbatim.
-        for (var, key) in EGX_SECRETS {
-            if let Some(value) = env(var) {
-                builder = builder.set_override(key, value)?;
-            }
-        }
-        builder = apply_original_env(builder, env)?;
+        builder = override_from(builder, env, &EGX_SECRETS)?;
+        builder = override_from(builder, env, &ORIGINAL_ENV)?;
         let merged = builder
             .build()
             .with_context(|| format!("cannot load configuration from {origin} and the environment"))?;
@@ -165,18 +166,13 @@ impl Settings {
     }
 }
 
-fn apply_original_env(
+/// Sets each `key` to its variable's value, verbatim, when the variable is set and not empty.
+fn override_from(
     mut builder: config::ConfigBuilder<config::builder::DefaultState>,
     env: &dyn Fn(&str) -> Option<String>,
+    pairs: &[(&str, &str)],
 ) -> Result<config::ConfigBuilder<config::builder::DefaultState>> {
-    let keys = [
-        "kafka.bootstrap_servers",
-        "sink.access_key_id",
-        "sink.secret_access_key",
-        "sink.region",
-        "sink.endpoint",
-    ];
-    for (var, key) in ORIGINAL_ENV.iter().zip(keys) {
+    for (var, key) in pairs {
         if let Some(value) = env(var).filter(|v| !v.is_empty()) {
             builder = builder.set_override(key, value)?;
         }

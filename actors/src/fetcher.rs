@@ -216,9 +216,9 @@ impl StreamHandler<Result<Bar, SourceError>> for Fetcher {
         let spec = self.spec.clone();
         // `wait`, not `spawn`: one publish at a time (see `Handler<FetchNow>`).
         ctx.wait(
-            async move { (publish_changed(&spec, vec![bar], None).await, spec) }
+            async move { publish_changed(&spec, vec![bar], None).await }
                 .into_actor(self)
-                .map(|(result, _), act, _| act.report(result.map(|d| (d.len(), d)).map_err(|e| (1, e)))),
+                .map(|result, act, _| act.report(result.map(|d| (d.len(), d)).map_err(|e| (1, e)))),
         );
     }
 

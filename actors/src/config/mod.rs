@@ -50,20 +50,25 @@ impl<'de> Deserialize<'de> for Secret {
                 Ok(Secret(v.to_string()))
             }
             fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
-                Err(E::custom("a secret must be a quoted string (the value given is not shown)"))
+                Err(not_text())
             }
             fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
-                Err(E::custom("a secret must be a quoted string (the value given is not shown)"))
+                Err(not_text())
             }
             fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
-                Err(E::custom("a secret must be a quoted string (the value given is not shown)"))
+                Err(not_text())
             }
             fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
-                Err(E::custom("a secret must be a quoted string (the value given is not shown)"))
+                Err(not_text())
             }
         }
         d.deserialize_string(Text)
     }
+}
+
+/// The error for a secret of the wrong type; it never contains the value.
+fn not_text<E: serde::de::Error>() -> E {
+    E::custom("a secret must be a quoted string (the value given is not shown)")
 }
 
 impl Secret {

@@ -189,7 +189,7 @@ impl Supervisor {
     /// Topics, producer, bucket: everything that must exist before actors start.
     fn prepare(
         &self,
-    ) -> impl std::future::Future<Output = Result<(Option<FutureProducer>, Option<OffsetProbe>), String>> + 'static
+    ) -> impl std::future::Future<Output = Result<(FutureProducer, Option<OffsetProbe>), String>> + 'static
     {
         let spec = self.spec.clone();
         async move {
@@ -206,7 +206,7 @@ impl Supervisor {
             } else {
                 None
             };
-            Ok((Some(producer), probe))
+            Ok((producer, probe))
         }
     }
 
@@ -427,7 +427,7 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.wait(self.prepare().into_actor(self).map(|result, act, ctx| match result {
             Ok((producer, probe)) => {
-                act.producer = producer;
+                act.producer = Some(producer);
                 act.probe = probe.map(Arc::new);
                 act.start_children(ctx);
             }
