@@ -83,6 +83,9 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("fetch.wait.max.ms", "100")
         // Feeds the consumer-lag metric.
         .set("statistics.interval.ms", "1000");
+    if !cfg.group_instance_id.is_empty() {
+        c.set("group.instance.id", &cfg.group_instance_id);
+    }
     c
 }
 
@@ -253,5 +256,17 @@ mod tests {
         assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1_486_304_829);
         assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58_897_971);
         assert_eq!(murmur2(b"abc") as i32, 479_470_107);
+    }
+
+    #[test]
+    fn static_membership_only_when_named() {
+        let mut cfg = KafkaConfig::default();
+        assert_eq!(consumer_config(&cfg).get("group.instance.id"), None);
+        cfg.group_instance_id = "writer-1".into();
+        assert_eq!(consumer_config(&cfg).get("group.instance.id"), Some("writer-1"));
+        assert!(cfg.validate().is_ok());
+        cfg.group_instance_id = "writer 1".into();
+        let err = cfg.validate().expect_err("a space is refused").to_string();
+        assert!(err.contains("kafka.group_instance_id"), "{err}");
     }
 }

@@ -77,6 +77,11 @@ pub struct KafkaConfig {
     pub message_timeout_ms: u64,
     /// Consumer session timeout in milliseconds (how long before a silent member is evicted).
     pub session_timeout_ms: u64,
+    /// Static group membership: a name unique to this consume process within the group
+    /// (e.g. `writer-1`). A process restarted under the same name takes its partitions
+    /// back at once, without a rebalance; a stopped one keeps them until the session
+    /// times out. Empty (the default) = dynamic membership.
+    pub group_instance_id: String,
 }
 
 impl Default for KafkaConfig {
@@ -97,6 +102,7 @@ impl Default for KafkaConfig {
             ssl_ca_location: String::new(),
             message_timeout_ms: 30_000,
             session_timeout_ms: 30_000,
+            group_instance_id: String::new(),
         }
     }
 }
@@ -142,6 +148,12 @@ impl KafkaConfig {
         }
         if self.message_timeout_ms < 1_000 {
             return Err(invalid("kafka.message_timeout_ms", "must be at least 1000"));
+        }
+        if !self.group_instance_id.is_empty() && !topic_ok(&self.group_instance_id) {
+            return Err(invalid(
+                "kafka.group_instance_id",
+                "may only hold letters, digits, '.', '_' and '-' (at most 249)",
+            ));
         }
         if self.session_timeout_ms < 6_000 {
             return Err(invalid("kafka.session_timeout_ms", "must be at least 6000 (broker minimum)"));
