@@ -9,7 +9,9 @@
 #        (no second argument = both services)
 #
 # Everything (downloads, data, logs, pid files) lives under $EGX_CACHE_DIR,
-# by default <repo>/.cache, which is git-ignored.
+# by default <repo>/.cache, which is git-ignored. $EGX_SERVICES_DIR moves the data,
+# logs and pid files elsewhere (downloads stay in the cache), so a second, private set
+# of services can run beside the first on other ports.
 set -euo pipefail
 
 # ---------------------------------------------------------------- versions --
@@ -42,8 +44,11 @@ CACHE_DIR=${EGX_CACHE_DIR:-$REPO_ROOT/.cache}
 mkdir -p -- "$CACHE_DIR"
 CACHE_DIR=$(cd -- "$CACHE_DIR" && pwd -P)
 
-RUN_DIR=$CACHE_DIR/run
-DATA_DIR=$CACHE_DIR/data
+STATE_DIR=${EGX_SERVICES_DIR:-$CACHE_DIR}
+mkdir -p -- "$STATE_DIR"
+STATE_DIR=$(cd -- "$STATE_DIR" && pwd -P)
+RUN_DIR=$STATE_DIR/run
+DATA_DIR=$STATE_DIR/data
 KAFKA_HOME=$CACHE_DIR/kafka
 KAFKA_LIBS=$KAFKA_HOME/libs
 KAFKA_MARKER=$KAFKA_LIBS/.installed-kafka-$KAFKA_SCALA_VERSION-$KAFKA_VERSION-log4j-$LOG4J_VERSION-slf4j-$SLF4J_VERSION
@@ -592,7 +597,7 @@ usage: $0 start|stop|status|restart|clean [kafka|s3]
   clean    stop and delete data dirs and logs (installed binaries are kept)
 env: KAFKA_PORT ($KAFKA_PORT) KAFKA_CONTROLLER_PORT ($KAFKA_CONTROLLER_PORT)
      S3_PORT ($S3_PORT) S3_ACCESS_KEY S3_SECRET_KEY EGX_S3_BACKEND ($S3_BACKEND)
-     EGX_CACHE_DIR ($CACHE_DIR)
+     EGX_CACHE_DIR ($CACHE_DIR) EGX_SERVICES_DIR ($STATE_DIR)
 EOF
   exit 2
 }
