@@ -145,6 +145,12 @@ impl EmbeddedKafka {
     pub fn bootstrap_servers(&self) -> String {
         self.cluster.bootstrap_servers()
     }
+
+    /// The mock cluster itself, for injecting faults a real broker cannot produce on
+    /// demand (failed requests, slow brokers) in tests.
+    pub fn cluster(&self) -> &MockCluster<'static, DefaultProducerContext> {
+        &self.cluster
+    }
 }
 
 /// Reads a group's committed offsets and a topic's end offsets from the brokers, without

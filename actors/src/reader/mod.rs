@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 pub use context::ReaderContext;
 pub use ledger::{OwnedRecord, PartitionLedger};
 
-use context::{Consumed, PartitionsAssigned, PartitionsRevoked};
+use context::{CommitConfirmed, Consumed, PartitionsAssigned, PartitionsRevoked};
 
 use crate::config::{ChaosConfig, KafkaConfig, WriterConfig};
 use crate::kafka::consumer_config;
@@ -171,7 +171,9 @@ impl KafkaReader {
         tpl
     }
 
-    /// Commits the watermark of the given partitions (all when `None`).
+    /// Commits the watermark of the given partitions (all when `None`). A synchronous
+    /// commit counts once it returns; an asynchronous one once the broker confirms it
+    /// ([`CommitConfirmed`]) — until then the next tick asks again.
     fn commit(&mut self, only: Option<&[i32]>, mode: CommitMode) {
         let due: Vec<(i32, i64)> = self
             .ledgers
@@ -187,19 +189,25 @@ impl KafkaReader {
             return;
         };
         match consumer.commit(&tpl, mode) {
-            Ok(()) => {
-                for (p, o) in due {
-                    if let Some(l) = self.ledgers.get_mut(&p) {
-                        l.committed(o);
-                    }
-                    self.progress.committed.insert(p, o);
-                    self.spec.metrics.committed_offset.with_label_values(&[&p.to_string()]).set(o);
-                    debug!(self.spec.log, "Committed."; "partition" => p, "offset" => o);
-                }
-            }
+            Ok(()) if matches!(mode, CommitMode::Sync) => self.committed(&due),
+            Ok(()) => {}
             Err(e) => {
                 warn!(self.spec.log, "Commit failed; it is retried with the next one."; "error" => %e)
             }
+        }
+    }
+
+    /// Records offsets the broker stored (of partitions this member still owns).
+    fn committed(&mut self, stored: &[(i32, i64)]) {
+        for &(p, o) in stored {
+            let Some(l) = self.ledgers.get_mut(&p) else { continue };
+            if l.last_committed().is_some_and(|c| c >= o) {
+                continue;
+            }
+            l.committed(o);
+            self.progress.committed.insert(p, o);
+            self.spec.metrics.committed_offset.with_label_values(&[&p.to_string()]).set(o);
+            debug!(self.spec.log, "Committed."; "partition" => p, "offset" => o);
         }
     }
 
@@ -356,6 +364,14 @@ impl Handler<Consumed> for KafkaReader {
             return;
         }
         self.dispatch(record, ctx);
+    }
+}
+
+impl Handler<CommitConfirmed> for KafkaReader {
+    type Result = ();
+
+    fn handle(&mut self, msg: CommitConfirmed, _: &mut Context<Self>) {
+        self.committed(&msg.0);
     }
 }
 
