@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: starts a real Kafka broker and a real S3 server (scripts/services.sh),
 # runs every test including the real-service ones, stops the services, and exits non-zero
-# on any failure. Usage: scripts/test.sh [extra cargo test args]
+# on any failure, then prints the reliability report (one row per scenario of
+# tests/reliability/). Usage: scripts/test.sh [extra cargo test args]
+# EGX_RELIABILITY=full runs the long reliability variant (scripts/reliability.sh does).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -39,6 +41,10 @@ export EGX_PYTHON="$py/bin/python"
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Each reliability scenario writes its report row here.
+export EGX_REPORT_DIR="$repo/target/reliability"
+rm -rf "$EGX_REPORT_DIR"
+
 echo "== cargo test (including the real-service tests)"
 log="$(mktemp)"
 status=0
@@ -48,4 +54,16 @@ cargo test --workspace --locked "$@" -- --include-ignored 2>&1 | tee "$log" || s
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, g }' "$log"
 rm -f "$log"
+
+if compgen -G "$EGX_REPORT_DIR/*.tsv" >/dev/null; then
+  variant=short
+  [ "${EGX_RELIABILITY:-}" = full ] && variant=full
+  table="$EGX_REPORT_DIR/report.txt"
+  {
+    echo "reliability report ($variant variant, $(date -u +%Y-%m-%d)):"
+    { printf 'scenario\tmessages\tobjects\tlost\textra keys\twrong bytes\ttime to recover\tpeak memory\tnotes\n'
+      cat "$EGX_REPORT_DIR"/*.tsv | cut -f2-; } | column -t -s "$(printf '\t')"
+  } >"$table"
+  cat "$table"
+fi
 exit "$status"

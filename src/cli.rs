@@ -83,7 +83,8 @@ pub struct FetchArgs {
     /// Number of latest bars per fetch.
     #[arg(long, value_name = "N")]
     pub n_bars: Option<usize>,
-    /// Seconds between fetches; absent = fetch once (produce) or the config's value (run).
+    /// Seconds between fetches; 0 = fetch once and exit. Absent = fetch.poll_interval_secs
+    /// from the config, or, for `produce` without --config, fetch once (the original).
     #[arg(long, value_name = "SECS")]
     pub poll_interval: Option<u64>,
     /// First date (YYYY-MM-DD), for intraday history.

@@ -6,18 +6,9 @@ use std::time::Duration;
 use egx_actors::supervisor::{PipelineExit, Supervisor};
 use egx_actors::writer::dead_letter_headers;
 use egx_actors::KeyTemplate;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 
 use crate::support;
-
-fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
-    let headers = m.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-}
 
 /// Poison records (malformed JSON, wrong types, huge payloads, unsafe symbols, invalid
 /// UTF-8, duplicate keys, no payload) go to the dead-letter topic with a reason.
@@ -63,8 +54,10 @@ async fn invalid_records_go_to_the_dead_letter_topic_with_a_reason() {
 
     let dead = support::read_topic(&format!("{topic}.dlq"), poison.len(), Duration::from_secs(30));
     assert_eq!(dead.len(), poison.len());
-    let mut reasons: Vec<String> =
-        dead.iter().map(|m| header(m, dead_letter_headers::REASON).expect("reason header")).collect();
+    let mut reasons: Vec<String> = dead
+        .iter()
+        .map(|m| support::header(m, dead_letter_headers::REASON).expect("reason header"))
+        .collect();
     for (_, expected) in &poison {
         let at = reasons
             .iter()
@@ -73,8 +66,8 @@ async fn invalid_records_go_to_the_dead_letter_topic_with_a_reason() {
         reasons.remove(at);
     }
     for m in &dead {
-        assert_eq!(header(m, dead_letter_headers::TOPIC).as_deref(), Some(topic.as_str()));
-        assert!(header(m, dead_letter_headers::OFFSET).is_some());
+        assert_eq!(support::header(m, dead_letter_headers::TOPIC).as_deref(), Some(topic.as_str()));
+        assert!(support::header(m, dead_letter_headers::OFFSET).is_some());
         assert_eq!(m.key(), Some(&b"POISON"[..]), "original key kept");
     }
 

@@ -49,30 +49,6 @@ impl ObjectSink for FlakySink {
 
 const SYMBOLS: [&str; 8] = ["COMI", "ETEL", "HRHO", "TMGH", "EAST", "SWDY", "ABUK", "FWRY"];
 
-/// Verifies C(p) <= W(p) directly: every message below the committed offset has its object.
-async fn commits_are_backed_by_objects(
-    group: &str,
-    topic: &str,
-    bucket: &str,
-    expected_key: &BTreeMap<(i32, i64), String>,
-) -> usize {
-    let (g, t) = (group.to_string(), topic.to_string());
-    let committed = tokio::task::spawn_blocking(move || support::committed(&g, &t, 3)).await.expect("probe");
-    // Objects are only ever added, so listing after reading C sees everything written by then.
-    let keys = support::list_keys(&support::s3().await, bucket, "streaming/").await;
-    let mut checked = 0;
-    for ((p, o), key) in expected_key {
-        if committed.get(p).is_some_and(|c| o < c) {
-            assert!(
-                keys.binary_search(key).is_ok(),
-                "offset {o} of partition {p} committed (C={committed:?}) but {key} not written"
-            );
-            checked += 1;
-        }
-    }
-    checked
-}
-
 /// Panics in the S3Writer and the KafkaReader at random records, plus failing S3 writes:
 /// the committed offset never passes an unwritten record, and the final output is complete.
 #[actix_rt::test]
@@ -105,20 +81,21 @@ async fn commits_never_pass_unwritten_records_under_panics_and_s3_errors() {
     consume.object_sink = Arc::new(FlakySink { inner: consume.object_sink.clone(), failure_rate: 0.1 });
     let (_, exit) = Supervisor::start(consume).expect("spec");
     tokio::pin!(exit);
+    let (s3, kafka) = (support::s3().await, support::kafka());
     let mut checks = 0;
     let outcome = loop {
         tokio::select! {
             outcome = &mut exit => break outcome.expect("exit"),
             () = tokio::time::sleep(Duration::from_millis(150)) => {
-                checks += commits_are_backed_by_objects(&group, &topic, &bucket, &expected_key).await;
+                checks += support::commits_backed_by_objects(&s3, &bucket, &kafka, &group, &topic, &expected_key).await;
             }
         }
     };
     let PipelineExit::Finished(summary) = outcome else { panic!("pipeline did not finish: {outcome:?}") };
     assert!(summary.restarts > 0, "chaos caused restarts: {summary:?}");
     assert!(checks > 0, "the commit check ran while records were being written");
-    commits_are_backed_by_objects(&group, &topic, &bucket, &expected_key).await;
-    let check = support::check_bucket(&support::s3().await, &bucket, &messages, &template).await;
+    support::commits_backed_by_objects(&s3, &bucket, &kafka, &group, &topic, &expected_key).await;
+    let check = support::check_bucket(&s3, &bucket, &messages, &template).await;
     assert!(check.is_exact(), "{check:?}");
     assert_eq!(support::committed(&group, &topic, 3), support::end_offsets(&topic));
 }
@@ -217,4 +194,49 @@ async fn consumers_joining_and_leaving_lose_nothing() {
     let check = support::check_bucket(&s3, &bucket, &messages, &KeyTemplate::default()).await;
     assert!(check.is_exact(), "{check:?}");
     assert_eq!(check.objects, 2_000);
+}
+
+/// An asynchronous commit the broker refuses is made again: the reader counts offsets as
+/// committed only when the broker confirms them, so a `--once` run still reaches its end
+/// (it waits for the broker's committed offsets) instead of waiting forever.
+#[actix_rt::test]
+async fn refused_commits_are_made_again() {
+    use egx_actors::config::{KafkaMode, SinkConfig, SinkKind};
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let (topic, group) = (support::unique("egx-commit"), support::unique("g"));
+    let cfg = egx_actors::config::KafkaConfig {
+        mode: KafkaMode::Embedded,
+        ..support::kafka_config(&topic, &group)
+    };
+    let (embedded, kafka) = egx_actors::kafka::EmbeddedKafka::start(&cfg).expect("mock cluster");
+    let bootstrap = kafka.bootstrap_servers.clone();
+    let messages: Vec<(String, String)> = (0..300).map(bar_message).collect();
+    let producer = support::idempotent_producer(&bootstrap);
+    support::publish(&producer, &topic, messages.into_iter().map(|(k, p)| (k, p.into_bytes())).collect())
+        .await;
+    // The broker refuses the first commits, all of them asynchronous periodic ones.
+    embedded.cluster().request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE; 5],
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut spec = support::pipeline_spec(&topic, "unused", &group, &[], 1).await;
+    spec.sink = SinkConfig { kind: SinkKind::Local, local_dir: dir.path().into(), ..SinkConfig::default() };
+    spec.object_sink = egx_actors::sink::build(&spec.sink).await;
+    spec.kafka = kafka;
+    spec.produce = false;
+    spec.writer.commit_interval_ms = 100;
+    let (_, exit) = Supervisor::start(spec).expect("spec");
+    let outcome = tokio::time::timeout(Duration::from_secs(60), exit).await;
+    let Ok(Ok(PipelineExit::Finished(_))) = outcome else {
+        panic!("the run never saw its offsets committed: {outcome:?}")
+    };
+    let (b, g, t) = (bootstrap.clone(), group.clone(), topic.clone());
+    let committed =
+        tokio::task::spawn_blocking(move || support::committed_at(&b, &g, &t, 3)).await.expect("probe");
+    let b = bootstrap.clone();
+    let ends = tokio::task::spawn_blocking(move || support::end_offsets_at(&b, &topic)).await.expect("probe");
+    assert_eq!(committed, ends);
 }

@@ -10,6 +10,7 @@ mod interop;
 mod operations;
 mod ops_files;
 mod pipeline;
+mod reliability;
 mod secrets;
 mod smoke;
 mod sources;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_tradingview;
+pub mod latency_proxy;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -60,7 +61,12 @@ pub fn sink_config(bucket: &str) -> SinkConfig {
 
 /// An S3 client for the test server.
 pub async fn s3() -> Client {
-    egx_actors::sink::s3_client(&sink_config("unused")).await
+    s3_at(&s3_endpoint()).await
+}
+
+/// An S3 client for the server at `endpoint` (the test credentials).
+pub async fn s3_at(endpoint: &str) -> Client {
+    egx_actors::sink::s3_client(&SinkConfig { endpoint: endpoint.into(), ..sink_config("unused") }).await
 }
 
 /// Every key under `prefix`, following continuation tokens (none while the bucket does
@@ -98,8 +104,13 @@ pub async fn get(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
 
 /// Creates a topic with `partitions` partitions on the test broker.
 pub async fn create_topic(topic: &str, partitions: i32) {
+    create_topic_at(&kafka(), topic, partitions).await;
+}
+
+/// Creates a topic with `partitions` partitions on the broker at `bootstrap`.
+pub async fn create_topic_at(bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", kafka()).create().expect("admin client");
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
     let results = admin
         .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
         .await
@@ -116,6 +127,31 @@ pub fn producer() -> FutureProducer {
         .set("partitioner", "murmur2_random")
         .create()
         .expect("producer")
+}
+
+/// An idempotent producer for the broker at `bootstrap`.
+pub fn idempotent_producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// Publishes messages (key, payload) and waits for every acknowledgement; returns where
+/// each landed.
+pub async fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    messages: Vec<(String, Vec<u8>)>,
+) -> Vec<(i32, i64)> {
+    let sends = messages.into_iter().map(|(key, payload)| async move {
+        let record = FutureRecord::to(topic).key(&key).payload(&payload);
+        producer.send(record, Duration::from_secs(60)).await.map_err(|(e, _)| e).expect("acknowledged")
+    });
+    futures::future::join_all(sends).await.into_iter().map(|d| (d.partition, d.offset)).collect()
 }
 
 /// Produces keyed messages and returns where each landed.
@@ -136,8 +172,13 @@ pub async fn produce(topic: &str, messages: &[(Option<&[u8]>, &[u8])]) -> Vec<(i
 /// Reads every message of a topic from the beginning, with a throw-away group, until
 /// `expected` arrived or `deadline` passed.
 pub fn read_topic(topic: &str, expected: usize, deadline: Duration) -> Vec<OwnedMessage> {
+    read_topic_at(&kafka(), topic, expected, deadline)
+}
+
+/// [`read_topic`] on the broker at `bootstrap`.
+pub fn read_topic_at(bootstrap: &str, topic: &str, expected: usize, deadline: Duration) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("egx-test-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -156,8 +197,13 @@ pub fn read_topic(topic: &str, expected: usize, deadline: Duration) -> Vec<Owned
 
 /// The committed offsets of a group on a topic.
 pub fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    committed_at(&kafka(), group, topic, partitions)
+}
+
+/// [`committed`] on the broker at `bootstrap`.
+pub fn committed_at(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .create()
         .expect("consumer");
@@ -175,6 +221,17 @@ pub fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64
             _ => None,
         })
         .collect()
+}
+
+/// A message header's value as text.
+pub fn header(m: &OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// Messages as (key, payload) strings, for comparisons.
@@ -254,9 +311,44 @@ pub async fn check_bucket(
     check
 }
 
+/// The commit rule C(p) ≤ W(p), checked from outside: every message below a committed
+/// offset has its object. Returns how many committed messages were checked.
+pub async fn commits_backed_by_objects(
+    s3: &Client,
+    bucket: &str,
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    expected_key: &BTreeMap<(i32, i64), String>,
+) -> usize {
+    let (b, g, t) = (bootstrap.to_string(), group.to_string(), topic.to_string());
+    // Off the async runtime: the pipeline under test may share it.
+    let committed =
+        tokio::task::spawn_blocking(move || committed_at(&b, &g, &t, 3)).await.expect("committed offsets");
+    // Objects are only ever added, so listing after reading C sees everything written by then.
+    let keys = list_keys(s3, bucket, "streaming/").await;
+    let mut checked = 0;
+    for ((p, o), key) in expected_key {
+        if committed.get(p).is_some_and(|c| o < c) {
+            assert!(
+                keys.binary_search(key).is_ok(),
+                "offset {o} of partition {p} committed (C={committed:?}) but {key} not written"
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
 /// One past the last offset of each non-empty partition of a topic.
 pub fn end_offsets(topic: &str) -> BTreeMap<i32, i64> {
-    let cfg = kafka_config(topic, &unique("egx-test-probe"));
+    end_offsets_at(&kafka(), topic)
+}
+
+/// [`end_offsets`] on the broker at `bootstrap`.
+pub fn end_offsets_at(bootstrap: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let cfg =
+        KafkaConfig { bootstrap_servers: bootstrap.into(), ..kafka_config(topic, &unique("egx-test-probe")) };
     let mut ends =
         egx_actors::kafka::OffsetProbe::new(&cfg).expect("probe").end_offsets().expect("end offsets");
     ends.retain(|_, end| *end > 0);
@@ -457,5 +549,74 @@ impl PrivateS3 {
 impl Drop for PrivateS3 {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A private Kafka broker (KRaft, started by `scripts/services.sh` with its data, logs and
+/// pid file in a temporary directory) on free ports, that a test may restart without
+/// disturbing the shared broker other tests use. Stopped when dropped.
+pub struct PrivateKafka {
+    /// Its client port on 127.0.0.1.
+    pub port: u16,
+    /// Its controller port on 127.0.0.1.
+    pub controller_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateKafka {
+    const SCRIPT: &'static str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services.sh");
+
+    /// Starts one on free ports and waits until it answers (the jars come from the shared
+    /// download cache).
+    pub fn start() -> Self {
+        let port = free_port();
+        let controller_port = std::iter::repeat_with(free_port).find(|p| *p != port).expect("a free port");
+        let dir = tempfile::Builder::new().prefix("egx-private-kafka-").tempdir().expect("temp dir");
+        let kafka = Self { port, controller_port, dir };
+        kafka.services("start");
+        kafka
+    }
+
+    /// Its `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it (SIGTERM: a controlled shutdown) and starts it again on the same ports and
+    /// data; returns once it answers again.
+    pub fn restart(&self) {
+        self.services("restart");
+    }
+
+    /// Its server log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("run/kafka.log")).unwrap_or_default()
+    }
+
+    fn run(&self, action: &str) -> std::io::Result<std::process::Output> {
+        std::process::Command::new(Self::SCRIPT)
+            .args([action, "kafka"])
+            .env("EGX_SERVICES_DIR", self.dir.path())
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_CONTROLLER_PORT", self.controller_port.to_string())
+            .stdin(std::process::Stdio::null())
+            .output()
+    }
+
+    fn services(&self, action: &str) {
+        let out = self.run(action).expect("scripts/services.sh runs");
+        assert!(
+            out.status.success(),
+            "services.sh {action} kafka (private, port {}) failed:\n{}{}",
+            self.port,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        let _ = self.run("stop");
     }
 }
