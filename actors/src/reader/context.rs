@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
 use rdkafka::message::Message as _;
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, TopicPartitionList};
 use slog::{info, warn, Logger};
 
 use super::ledger::OwnedRecord;
@@ -31,11 +30,6 @@ pub(super) struct Consumed(pub OwnedRecord);
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(super) struct PartitionsAssigned(pub Vec<i32>);
-
-/// The broker answered an asynchronous commit: these offsets are stored.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(super) struct CommitConfirmed(pub Vec<(i32, i64)>);
 
 /// Partitions are being taken away; answered once they are drained and committed.
 #[derive(Debug, Message)]
@@ -112,27 +106,6 @@ impl ConsumerContext for ReaderContext {
             }
             (Rebalance::Error(e), _) => warn!(self.log, "Rebalance failed."; "error" => %e),
             _ => {}
-        }
-    }
-
-    /// The broker's answer to a commit. `commit(.., Async)` returning Ok only means the
-    /// commit was queued: the reader counts offsets as committed when they arrive here.
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        if let Err(e) = result {
-            warn!(self.log, "Commit failed; it is retried with the next one."; "error" => %e);
-            return;
-        }
-        let stored: Vec<(i32, i64)> = offsets
-            .elements_for_topic(&self.topic)
-            .iter()
-            .filter(|e| e.error().is_ok())
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some((e.partition(), o)),
-                _ => None,
-            })
-            .collect();
-        if let (false, Some(reader)) = (stored.is_empty(), self.reader()) {
-            reader.do_send(CommitConfirmed(stored));
         }
     }
 }

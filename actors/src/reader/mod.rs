@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 pub use context::ReaderContext;
 pub use ledger::{OwnedRecord, PartitionLedger};
 
-use context::{CommitConfirmed, Consumed, PartitionsAssigned, PartitionsRevoked};
+use context::{Consumed, PartitionsAssigned, PartitionsRevoked};
 
 use crate::config::{ChaosConfig, KafkaConfig, WriterConfig};
 use crate::kafka::consumer_config;
@@ -93,6 +93,8 @@ pub struct KafkaReader {
     waiters: Vec<DrainWaiter>,
     progress: ReaderProgress,
     lifeline: Option<Lifeline>,
+    /// A periodic commit is waiting for the broker's answer.
+    committing: bool,
 }
 
 impl KafkaReader {
@@ -120,6 +122,7 @@ impl KafkaReader {
             waiters: Vec::new(),
             progress: ReaderProgress::default(),
             lifeline,
+            committing: false,
         };
         let poll_consumer = consumer.clone();
         let addr = Self::create(move |ctx| {
@@ -171,30 +174,52 @@ impl KafkaReader {
         tpl
     }
 
-    /// Commits the watermark of the given partitions (all when `None`). A synchronous
-    /// commit counts once it returns; an asynchronous one once the broker confirms it
-    /// ([`CommitConfirmed`]) — until then the next tick asks again.
-    fn commit(&mut self, only: Option<&[i32]>, mode: CommitMode) {
-        let due: Vec<(i32, i64)> = self
-            .ledgers
+    /// The watermarks of the given partitions (all when `None`) not committed yet.
+    fn due(&self, only: Option<&[i32]>) -> Vec<(i32, i64)> {
+        self.ledgers
             .iter()
             .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
             .filter_map(|(p, l)| l.to_commit().map(|o| (*p, o)))
-            .collect();
-        if due.is_empty() {
+            .collect()
+    }
+
+    /// Commits the watermark of the given partitions (all when `None`) and waits for the
+    /// broker's answer: on revoke and shutdown, where nothing may happen before it.
+    fn commit_now(&mut self, only: Option<&[i32]>) {
+        let due = self.due(only);
+        let Some(consumer) = self.consumer.clone().filter(|_| !due.is_empty()) else { return };
+        match consumer
+            .commit(&self.tpl(&due.iter().map(|(p, o)| (*p, Some(*o))).collect::<Vec<_>>()), CommitMode::Sync)
+        {
+            Ok(()) => self.committed(&due),
+            Err(e) => warn!(self.spec.log, "Commit failed; it is retried with the next one."; "error" => %e),
+        }
+    }
+
+    /// The periodic commit: the same synchronous commit, on the blocking pool so the
+    /// actor keeps serving acks, one at a time. Offsets count as committed only once the
+    /// broker confirmed them (an asynchronous commit's `Ok` means only "queued", and
+    /// rust-rdkafka does not deliver its result: fede1024/rust-rdkafka#856); a refused
+    /// commit is simply made again on the next tick.
+    fn commit_in_background(&mut self, ctx: &mut Context<Self>) {
+        if self.committing {
             return;
         }
+        let due = self.due(None);
+        let Some(consumer) = self.consumer.clone().filter(|_| !due.is_empty()) else { return };
         let tpl = self.tpl(&due.iter().map(|(p, o)| (*p, Some(*o))).collect::<Vec<_>>());
-        let Some(consumer) = &self.consumer else {
-            return;
-        };
-        match consumer.commit(&tpl, mode) {
-            Ok(()) if matches!(mode, CommitMode::Sync) => self.committed(&due),
-            Ok(()) => {}
-            Err(e) => {
-                warn!(self.spec.log, "Commit failed; it is retried with the next one."; "error" => %e)
+        self.committing = true;
+        let commit = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync));
+        ctx.spawn(commit.into_actor(self).map(move |result, act, _| {
+            act.committing = false;
+            match result {
+                Ok(Ok(())) => act.committed(&due),
+                Ok(Err(e)) => {
+                    warn!(act.spec.log, "Commit failed; it is retried with the next one."; "error" => %e)
+                }
+                Err(e) => warn!(act.spec.log, "Commit task failed; it is retried."; "error" => %e),
             }
-        }
+        }));
     }
 
     /// Records offsets the broker stored (of partitions this member still owns).
@@ -317,11 +342,11 @@ impl Actor for KafkaReader {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         info!(self.spec.log, "KafkaReader started."; "topic" => &self.spec.kafka.topic, "group" => &self.spec.kafka.consumer_group);
         let every = Duration::from_millis(self.spec.writer.commit_interval_ms);
-        ctx.run_interval(every, |act, _| act.commit(None, CommitMode::Async));
+        ctx.run_interval(every, |act, ctx| act.commit_in_background(ctx));
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.commit(None, CommitMode::Sync);
+        self.commit_now(None);
         self.spec.metrics.assigned_partitions.set(0);
         self.closing.store(true, Ordering::SeqCst);
         info!(self.spec.log, "KafkaReader stopped."; "committed" => ?self.progress.committed);
@@ -367,14 +392,6 @@ impl Handler<Consumed> for KafkaReader {
     }
 }
 
-impl Handler<CommitConfirmed> for KafkaReader {
-    type Result = ();
-
-    fn handle(&mut self, msg: CommitConfirmed, _: &mut Context<Self>) {
-        self.committed(&msg.0);
-    }
-}
-
 impl Handler<PartitionsAssigned> for KafkaReader {
     type Result = ();
 
@@ -409,7 +426,7 @@ impl Handler<PartitionsRevoked> for KafkaReader {
             if !drained {
                 warn!(act.spec.log, "Revoke drain timed out; committing what is written."; "partitions" => ?partitions);
             }
-            act.commit(Some(&partitions), CommitMode::Sync);
+            act.commit_now(Some(&partitions));
             for p in &partitions {
                 act.ledgers.remove(p);
                 act.spec.metrics.forget_partition(*p);
@@ -448,7 +465,7 @@ impl Handler<Drain> for KafkaReader {
                     if !drained {
                         warn!(act.spec.log, "Shutdown drain timed out; committing what is written (the rest is re-read on restart).");
                     }
-                    act.commit(None, CommitMode::Sync);
+                    act.commit_now(None);
                     act.release_consumer().into_actor(act)
                 })
                 .map(|(), act, ctx| {
