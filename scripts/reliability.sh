@@ -5,7 +5,7 @@
 # the bucket, lost, extra keys, wrong bytes, time to recover, peak memory.
 #
 # Usage: scripts/reliability.sh [--short]
-#   default  the full variant (more messages, 50 kill rounds; about 10 minutes)
+#   default  the full variant (more messages, 50 kill rounds; about 12 minutes)
 #   --short  the variant the test command runs (20 kill rounds)
 # The table is also saved to target/reliability/report.txt.
 set -euo pipefail
