@@ -79,6 +79,15 @@ pub async fn publish_bars(
     positions.into_iter().zip(keys).collect()
 }
 
+/// When the pipeline fetched the bar of a message (its `ingestion_timestamp`): tells the
+/// messages published before a fault from those published after it.
+pub fn ingested(m: &rdkafka::message::OwnedMessage) -> chrono::DateTime<chrono::Utc> {
+    use rdkafka::message::Message;
+    let body: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON");
+    let at = body["ingestion_timestamp"].as_str().unwrap_or_else(|| panic!("ingestion_timestamp in {body}"));
+    chrono::DateTime::parse_from_rfc3339(at).expect("RFC 3339 timestamp").to_utc()
+}
+
 /// Waits until the group committed every message of the topic (lag 0 on every partition).
 pub async fn all_committed(bootstrap: &str, group: &str, topic: &str, deadline: Duration) -> bool {
     support::eventually(deadline, || async {

@@ -76,13 +76,6 @@ fn stores(log: &str) -> BTreeMap<(i32, i64), usize> {
     out
 }
 
-/// When the producer was handed the message's bar (its `ingestion_timestamp`).
-fn ingested(m: &OwnedMessage) -> chrono::DateTime<chrono::Utc> {
-    let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON");
-    let at = value["ingestion_timestamp"].as_str().expect("ingestion_timestamp");
-    chrono::DateTime::parse_from_rfc3339(at).expect("RFC 3339").to_utc()
-}
-
 /// The last lines of a log, for failure messages (the consumer logs at DEBUG).
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
@@ -232,7 +225,7 @@ async fn broker_restart_duplicates_nothing_and_consumer_resumes() {
     assert_eq!(produced as usize, expected, "the producer confirmed each bar once");
     // Bars handed to the producer while the broker was away: queued and retried by
     // librdkafka, delivered once each after it came back.
-    let across = messages.iter().filter(|m| (down_at..back_at).contains(&ingested(m))).count();
+    let across = messages.iter().filter(|m| (down_at..back_at).contains(&super::ingested(m))).count();
 
     // The consumer resumed from its committed offsets: the broker's commits never went
     // back and never passed an unwritten record, and nothing committed before the

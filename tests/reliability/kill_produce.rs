@@ -108,14 +108,6 @@ fn by_symbol<'a>(messages: impl Iterator<Item = &'a OwnedMessage>) -> BTreeMap<S
     out
 }
 
-/// When the pipeline fetched the bar of a message (its `ingestion_timestamp`): it tells
-/// the killed run's messages from the restarted one's.
-fn ingested(m: &OwnedMessage) -> chrono::DateTime<chrono::Utc> {
-    let body: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON");
-    let at = body["ingestion_timestamp"].as_str().unwrap_or_else(|| panic!("ingestion_timestamp in {body}"));
-    chrono::DateTime::parse_from_rfc3339(at).expect("RFC 3339 timestamp").to_utc()
-}
-
 /// Checks that every symbol's bars in `got` are a prefix of its bars in `want`; returns
 /// how many symbols are whole and how many partial.
 fn prefixes(got: &BTreeMap<String, Vec<BarId>>, want: &BTreeMap<String, Vec<BarId>>) -> (usize, usize) {
@@ -260,7 +252,7 @@ async fn kill_9_of_produce_leaves_no_gap_in_what_it_confirmed() {
     // read would count here) are still prefixes.
     let messages = read_all(&topic).await;
     let (killed_run, complete_run): (Vec<&OwnedMessage>, Vec<&OwnedMessage>) =
-        messages.iter().partition(|m| ingested(m) < restart_at);
+        messages.iter().partition(|m| super::ingested(m) < restart_at);
     let (whole, partial) = prefixes(&by_symbol(killed_run.iter().copied()), &want);
     let late = killed_run.len().checked_sub(in_topic).expect("the killed run's messages stay");
     assert!(

@@ -183,14 +183,17 @@ impl KafkaReader {
             .collect()
     }
 
+    /// The commit request for `due` offsets.
+    fn commit_list(&self, due: &[(i32, i64)]) -> TopicPartitionList {
+        self.tpl(&due.iter().map(|(p, o)| (*p, Some(*o))).collect::<Vec<_>>())
+    }
+
     /// Commits the watermark of the given partitions (all when `None`) and waits for the
     /// broker's answer: on revoke and shutdown, where nothing may happen before it.
     fn commit_now(&mut self, only: Option<&[i32]>) {
         let due = self.due(only);
         let Some(consumer) = self.consumer.clone().filter(|_| !due.is_empty()) else { return };
-        match consumer
-            .commit(&self.tpl(&due.iter().map(|(p, o)| (*p, Some(*o))).collect::<Vec<_>>()), CommitMode::Sync)
-        {
+        match consumer.commit(&self.commit_list(&due), CommitMode::Sync) {
             Ok(()) => self.committed(&due),
             Err(e) => warn!(self.spec.log, "Commit failed; it is retried with the next one."; "error" => %e),
         }
@@ -207,7 +210,7 @@ impl KafkaReader {
         }
         let due = self.due(None);
         let Some(consumer) = self.consumer.clone().filter(|_| !due.is_empty()) else { return };
-        let tpl = self.tpl(&due.iter().map(|(p, o)| (*p, Some(*o))).collect::<Vec<_>>());
+        let tpl = self.commit_list(&due);
         self.committing = true;
         let commit = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync));
         ctx.spawn(commit.into_actor(self).map(move |result, act, _| {
