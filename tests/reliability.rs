@@ -12,6 +12,7 @@ mod group_churn;
 mod kill_consume;
 mod kill_produce;
 mod poison;
+mod rebalance_paused;
 mod s3_outage;
 mod slow_s3;
 

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::prelude::*;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message as _;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
@@ -63,6 +63,16 @@ impl ReaderContext {
     fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
         tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect()
     }
+
+    /// Clears the application's pause on `tpl`'s partitions (a no-op where none is set).
+    fn resume(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList, why: &'static str) {
+        if tpl.count() == 0 {
+            return;
+        }
+        if let Err(e) = consumer.resume(tpl) {
+            warn!(self.log, "Cannot clear the pause of partitions; they may stay silent until the next rebalance."; "partitions" => ?self.partitions(tpl), "when" => why, "error" => %e);
+        }
+    }
 }
 
 impl ClientContext for ReaderContext {
@@ -86,22 +96,29 @@ impl ClientContext for ReaderContext {
 }
 
 impl ConsumerContext for ReaderContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else { return };
         // While closing, the reader has already committed and is gone or going.
-        if self.closing.load(Ordering::SeqCst) {
-            return;
+        if !self.closing.load(Ordering::SeqCst) {
+            if let Some(reader) = self.reader() {
+                let partitions = self.partitions(tpl);
+                info!(self.log, "Partitions revoked; draining them before letting go."; "partitions" => ?partitions);
+                // The reader bounds the wait itself (writer.drain_timeout_ms).
+                let _ = futures::executor::block_on(reader.send(PartitionsRevoked(partitions)));
+            }
         }
-        if let (Rebalance::Revoke(tpl), Some(reader)) = (rebalance, self.reader()) {
-            let partitions = self.partitions(tpl);
-            info!(self.log, "Partitions revoked; draining them before letting go."; "partitions" => ?partitions);
-            // The reader bounds the wait itself (writer.drain_timeout_ms).
-            let _ = futures::executor::block_on(reader.send(PartitionsRevoked(partitions)));
-        }
+        // librdkafka keeps an application's pause across unassign/assign: a partition
+        // revoked while paused at the in-flight limit would stay silent after its next
+        // assignment (DESIGN.md rule 9). Whoever paused it resumes it on the way out.
+        self.resume(consumer, tpl, "revoked");
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match (rebalance, self.reader()) {
             (Rebalance::Assign(tpl), Some(reader)) => {
+                // A new assignment starts unpaused whatever happened before, matching the
+                // fresh ledgers the reader opens for it.
+                self.resume(consumer, tpl, "assigned");
                 reader.do_send(PartitionsAssigned(self.partitions(tpl)))
             }
             (Rebalance::Error(e), _) => warn!(self.log, "Rebalance failed."; "error" => %e),
