@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use egx_actors::config::ChaosConfig;
 use egx_actors::key::ObjectKey;
-use egx_actors::sink::{ObjectSink, PutOutcome, SinkError};
+use egx_actors::sink::{ObjectSink, Origin, PutOutcome, SinkError};
 use egx_actors::supervisor::{PipelineExit, Supervisor};
 use egx_actors::KeyTemplate;
 use futures::future::BoxFuture;
@@ -28,7 +28,12 @@ impl ObjectSink for FlakySink {
     fn prepare(&self) -> BoxFuture<'static, Result<(), SinkError>> {
         self.inner.prepare()
     }
-    fn put(&self, key: ObjectKey, body: Vec<u8>) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
+    fn put(
+        &self,
+        key: ObjectKey,
+        body: Vec<u8>,
+        origin: Origin,
+    ) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
         if rand::random::<f64>() < self.failure_rate {
             let target = key.to_string();
             return async move {
@@ -40,7 +45,7 @@ impl ObjectSink for FlakySink {
             }
             .boxed();
         }
-        self.inner.put(key, body)
+        self.inner.put(key, body, origin)
     }
     fn location(&self) -> String {
         self.inner.location()

@@ -15,4 +15,5 @@ mod secrets;
 mod smoke;
 mod sources;
 mod support;
+mod store_fence;
 mod tradingview;

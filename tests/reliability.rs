@@ -15,6 +15,7 @@ mod poison;
 mod rebalance_paused;
 mod s3_outage;
 mod slow_s3;
+mod zombie_writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

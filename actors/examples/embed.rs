@@ -28,7 +28,7 @@ use egx_actors::config::{
 };
 use egx_actors::kafka::EmbeddedKafka;
 use egx_actors::messages::AddSymbol;
-use egx_actors::sink::{LocalDirSink, ObjectSink, PutOutcome, SinkError};
+use egx_actors::sink::{LocalDirSink, ObjectSink, Origin, PutOutcome, SinkError};
 use egx_actors::source::{system_clock, SyntheticSource};
 use egx_actors::supervisor::{PipelineExit, PipelineSpec, PipelineSummary, Shutdown, Supervisor};
 use egx_actors::{ObjectKey, Symbol};
@@ -187,8 +187,13 @@ impl ObjectSink for AnnouncingSink {
         self.inner.prepare()
     }
 
-    fn put(&self, key: ObjectKey, body: Vec<u8>) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
-        let put = self.inner.put(key.clone(), body);
+    fn put(
+        &self,
+        key: ObjectKey,
+        body: Vec<u8>,
+        origin: Origin,
+    ) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
+        let put = self.inner.put(key.clone(), body, origin);
         let written = self.written.clone();
         async move {
             let outcome = put.await?;

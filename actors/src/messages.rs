@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 use crate::market::{Bar, Interval, Symbol};
 use crate::publisher::PublisherError;
@@ -61,10 +62,13 @@ pub struct FetchCompleted {
 }
 
 /// One Kafka record handed from the KafkaReader to the S3Writer. The answer
-/// ([`RecordWritten`]) comes only once the record is durably stored (or dead-lettered).
+/// ([`RecordWritten`]) comes only once the record is durably stored (or dead-lettered), or
+/// once its assignment ended and the write was given up.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "RecordWritten")]
 pub struct WriteRecord {
+    /// Source topic.
+    pub topic: String,
     /// Source partition.
     pub partition: i32,
     /// Source offset.
@@ -75,6 +79,11 @@ pub struct WriteRecord {
     pub key: Option<Vec<u8>>,
     /// Kafka message payload.
     pub payload: Option<Vec<u8>>,
+    /// Cancelled when the reader's assignment of the partition ends (revoke, loss,
+    /// shutdown): the write and its retries stop there, unconfirmed, so that nothing
+    /// written on behalf of an old assignment lands after the next owner's writes
+    /// (DESIGN.md rule 10).
+    pub assignment: CancellationToken,
 }
 
 /// How a record was disposed of.
@@ -84,6 +93,8 @@ pub enum WriteOutcome {
     Stored(String),
     /// Refused (the reason) and published to the dead-letter topic.
     DeadLettered(String),
+    /// Not written: the partition's assignment ended first. Never counts as written.
+    Abandoned,
 }
 
 /// The S3Writer's confirmation that a record is durable.

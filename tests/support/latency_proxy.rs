@@ -1,17 +1,35 @@
-//! A slow object store: a TCP proxy in front of a real S3 server that holds every chunk a
-//! client sends for a fixed delay before passing it on, so every request (and so every
-//! object write) takes at least that long. Answers flow back undelayed.
+//! A slow or stalled object store: a TCP proxy in front of a real S3 server that holds
+//! every chunk a client sends for a fixed delay before passing it on (so every request
+//! takes at least that long), and that can hold requests back altogether until released
+//! (a request that left the client but lands on the server much later). Answers flow back
+//! undelayed. It keeps the request line of every request it saw, and whether the server
+//! has answered it.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// One request as the proxy saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenRequest {
+    /// Its request line, e.g. `PUT /bucket/key?x-id=PutObject HTTP/1.1`.
+    pub line: String,
+    /// Sent while the proxy was holding requests back.
+    pub held: bool,
+    /// The server has started answering it.
+    pub answered: bool,
+}
 
 /// The running proxy; it stops when dropped.
 pub struct LatencyProxy {
     /// Its port on 127.0.0.1.
     pub port: u16,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    hold: watch::Sender<bool>,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
 }
 
 impl LatencyProxy {
@@ -22,23 +40,40 @@ impl LatencyProxy {
         listener.set_nonblocking(true).expect("non-blocking listener");
         let port = listener.local_addr().expect("proxy address").port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let upstream = upstream.to_string();
+        let (hold, gate) = watch::channel(false);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let relay = Relay { upstream: upstream.to_string(), delay, gate, seen: seen.clone() };
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
                 let listener = TcpListener::from_std(listener).expect("tokio listener");
                 tokio::select! {
                     _ = stopped => {}
-                    () = accept_loop(listener, upstream, delay) => {}
+                    () = accept_loop(listener, relay) => {}
                 }
             });
         });
-        Self { port, stop: Some(stop) }
+        Self { port, stop: Some(stop), hold, seen }
     }
 
     /// Its endpoint URL.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// From now on, requests are read from clients but not passed on until [`Self::release`].
+    pub fn hold(&self) {
+        self.hold.send_replace(true);
+    }
+
+    /// Passes on everything held back, and lets new requests through.
+    pub fn release(&self) {
+        self.hold.send_replace(false);
+    }
+
+    /// Every request seen so far, in arrival order.
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.seen.lock().expect("proxy log").clone()
     }
 }
 
@@ -50,33 +85,75 @@ impl Drop for LatencyProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, upstream: String, delay: Duration) {
+#[derive(Clone)]
+struct Relay {
+    upstream: String,
+    delay: Duration,
+    gate: watch::Receiver<bool>,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+}
+
+async fn accept_loop(listener: TcpListener, relay: Relay) {
     while let Ok((client, _)) = listener.accept().await {
-        tokio::spawn(relay(client, upstream.clone(), delay));
+        tokio::spawn(relay.clone().run(client));
     }
 }
 
-async fn relay(client: TcpStream, upstream: String, delay: Duration) {
-    let Ok(server) = TcpStream::connect(&upstream).await else { return };
-    let (mut from_client, mut to_client) = client.into_split();
-    let (mut from_server, mut to_server) = server.into_split();
-    let requests = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match from_client.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            tokio::time::sleep(delay).await;
-            if to_server.write_all(&buf[..n]).await.is_err() {
-                break;
+/// The request line if `chunk` starts a request (`METHOD /path HTTP/1.1`).
+fn request_line(chunk: &[u8]) -> Option<String> {
+    let line = chunk.split(|b| *b == b'\n').next()?;
+    let line = String::from_utf8_lossy(line).trim_end().to_string();
+    let method = line.split(' ').next()?;
+    (!method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase()) && line.ends_with("HTTP/1.1"))
+        .then_some(line)
+}
+
+impl Relay {
+    async fn run(mut self, client: TcpStream) {
+        let Ok(server) = TcpStream::connect(&self.upstream).await else { return };
+        let (mut from_client, mut to_client) = client.into_split();
+        let (mut from_server, mut to_server) = server.into_split();
+        // The request on this connection the next answer belongs to (HTTP/1.1, no pipelining).
+        let pending: Arc<Mutex<Option<usize>>> = Arc::default();
+        let seen = self.seen.clone();
+        let answered = pending.clone();
+        let requests = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match from_client.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let held = *self.gate.borrow();
+                if let Some(line) = request_line(&buf[..n]) {
+                    let mut seen = seen.lock().expect("proxy log");
+                    seen.push(SeenRequest { line, held, answered: false });
+                    *pending.lock().expect("pending") = Some(seen.len() - 1);
+                }
+                // Held chunks wait here, whatever the client does meanwhile.
+                let _ = self.gate.wait_for(|holding| !holding).await;
+                tokio::time::sleep(self.delay).await;
+                if to_server.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
             }
-        }
-        let _ = to_server.shutdown().await;
-    };
-    let answers = async {
-        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
-        let _ = to_client.shutdown().await;
-    };
-    tokio::join!(requests, answers);
+            let _ = to_server.shutdown().await;
+        };
+        let answers = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match from_server.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if let Some(i) = answered.lock().expect("pending").take() {
+                    self.seen.lock().expect("proxy log")[i].answered = true;
+                }
+                // A client that went away does not stop the server's answers being read.
+                let _ = to_client.write_all(&buf[..n]).await;
+            }
+            let _ = to_client.shutdown().await;
+        };
+        tokio::join!(requests, answers);
+    }
 }

@@ -16,7 +16,7 @@ pub use kafka::{KafkaConfig, KafkaMode, SecurityProtocol};
 pub use pipeline::{
     ChaosConfig, CsvConfig, FetchConfig, FetchMode, SourceKind, SupervisorConfig, WriterConfig,
 };
-pub use sink::{SinkConfig, SinkKind};
+pub use sink::{ReplacePolicy, SinkConfig, SinkKind};
 
 /// A configuration error naming the offending key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

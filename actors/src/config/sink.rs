@@ -17,6 +17,20 @@ pub enum SinkKind {
     Local,
 }
 
+/// What a write does when its key already holds an object (a replay, or a newer version
+/// of the same bar).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplacePolicy {
+    /// Read the existing object's origin (S3: HEAD, so `s3:GetObject` is needed) and
+    /// replace it only from a newer offset of the same partition, conditionally on its
+    /// ETag: a late write of an older record can never roll the object back.
+    NewerOffset,
+    /// Replace without reading, for a role that may only write (`s3:PutObject`): an older
+    /// replay or a write that outlived its assignment can then roll an object back.
+    Always,
+}
+
 /// `[sink]`: where objects go and how they are named.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -48,6 +62,9 @@ pub struct SinkConfig {
     pub server_side_encryption: String,
     /// KMS key id when `server_side_encryption = "aws:kms"`; empty = the AWS managed key.
     pub sse_kms_key_id: String,
+    /// When a key already holds an object: `newer_offset` (replace it only from a newer
+    /// offset of the same partition; needs read access) or `always` (write-only roles).
+    pub replace: ReplacePolicy,
 }
 
 impl Default for SinkConfig {
@@ -66,6 +83,7 @@ impl Default for SinkConfig {
             create_bucket: true,
             server_side_encryption: String::new(),
             sse_kms_key_id: String::new(),
+            replace: ReplacePolicy::NewerOffset,
         }
     }
 }

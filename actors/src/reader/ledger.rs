@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use tokio_util::sync::CancellationToken;
+
 /// A record taken from Kafka, owned so it can wait in a backlog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedRecord {
@@ -35,6 +37,8 @@ pub struct PartitionLedger {
     pub paused: bool,
     /// True once a revoke started: nothing more is dispatched.
     pub revoking: bool,
+    /// Cancelled when this assignment ends: every write dispatched under it stops.
+    assignment: CancellationToken,
 }
 
 impl PartitionLedger {
@@ -49,7 +53,18 @@ impl PartitionLedger {
             backlog: VecDeque::new(),
             paused: false,
             revoking: false,
+            assignment: CancellationToken::new(),
         }
+    }
+
+    /// The token writes of this assignment carry.
+    pub fn assignment(&self) -> CancellationToken {
+        self.assignment.clone()
+    }
+
+    /// Ends the assignment: writes still in flight (and their retries) stop unconfirmed.
+    pub fn end(&self) {
+        self.assignment.cancel();
     }
 
     /// Lowest offset not yet durably written, if anything was dispatched.
@@ -179,6 +194,16 @@ mod tests {
         assert!(!l.accept(5), "the same offset twice");
         assert!(!l.accept(3), "an earlier offset");
         assert!(l.accept(9));
+    }
+
+    #[test]
+    fn ending_an_assignment_cancels_what_its_writes_carry() {
+        let l = PartitionLedger::new(1);
+        let carried = l.assignment();
+        assert!(!carried.is_cancelled());
+        l.end();
+        assert!(carried.is_cancelled());
+        assert!(!PartitionLedger::new(2).assignment().is_cancelled(), "a new assignment starts afresh");
     }
 
     #[test]

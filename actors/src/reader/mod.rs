@@ -247,7 +247,15 @@ impl KafkaReader {
         let gauge = self.spec.metrics.in_flight.with_label_values(&[&record.partition.to_string()]);
         gauge.set(ledger.in_flight() as i64);
         let (partition, offset, epoch) = (record.partition, record.offset, ledger.epoch);
-        let request = WriteRecord { partition, offset, epoch, key: record.key, payload: record.payload };
+        let request = WriteRecord {
+            topic: self.spec.kafka.topic.clone(),
+            partition,
+            offset,
+            epoch,
+            key: record.key,
+            payload: record.payload,
+            assignment: ledger.assignment(),
+        };
         let send = self.spec.sink.send(request);
         ctx.spawn(send.into_actor(self).map(move |result, act, ctx| match result {
             Ok(written) => act.on_written(written, ctx),
@@ -285,6 +293,10 @@ impl KafkaReader {
             debug!(self.spec.log, "Dropped an ack for a partition no longer owned."; "partition" => written.partition, "offset" => written.offset);
             return;
         };
+        if written.outcome == WriteOutcome::Abandoned {
+            // Only an ended assignment abandons writes, and its ledger is gone by then.
+            return;
+        }
         if !ledger.written(written.offset) {
             return;
         }
@@ -293,6 +305,7 @@ impl KafkaReader {
         match written.outcome {
             WriteOutcome::Stored(_) => self.progress.stored += 1,
             WriteOutcome::DeadLettered(_) => self.progress.dead_lettered += 1,
+            WriteOutcome::Abandoned => {}
         }
         let mut ready = Vec::new();
         while let Some(next) = ledger.next_ready(limit) {
@@ -350,6 +363,9 @@ impl Actor for KafkaReader {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.commit_now(None);
+        for l in self.ledgers.values() {
+            l.end();
+        }
         self.spec.metrics.assigned_partitions.set(0);
         self.closing.store(true, Ordering::SeqCst);
         info!(self.spec.log, "KafkaReader stopped."; "committed" => ?self.progress.committed);
@@ -401,7 +417,9 @@ impl Handler<PartitionsAssigned> for KafkaReader {
     /// Opens a ledger with a new epoch for each partition.
     fn handle(&mut self, PartitionsAssigned(partitions): PartitionsAssigned, _ctx: &mut Self::Context) {
         for p in &partitions {
-            self.ledgers.insert(*p, PartitionLedger::new(self.next_epoch));
+            if let Some(old) = self.ledgers.insert(*p, PartitionLedger::new(self.next_epoch)) {
+                old.end();
+            }
             self.next_epoch += 1;
         }
         self.spec.metrics.assigned_partitions.set(self.ledgers.len() as i64);
@@ -431,7 +449,11 @@ impl Handler<PartitionsRevoked> for KafkaReader {
             }
             act.commit_now(Some(&partitions));
             for p in &partitions {
-                act.ledgers.remove(p);
+                // Writes still in flight belong to an assignment that ends here: they stop,
+                // so none lands after the next owner's (DESIGN.md rule 10).
+                if let Some(l) = act.ledgers.remove(p) {
+                    l.end();
+                }
                 act.spec.metrics.forget_partition(*p);
             }
             act.spec.metrics.assigned_partitions.set(act.ledgers.len() as i64);
@@ -469,6 +491,9 @@ impl Handler<Drain> for KafkaReader {
                         warn!(act.spec.log, "Shutdown drain timed out; committing what is written (the rest is re-read on restart).");
                     }
                     act.commit_now(None);
+                    for l in act.ledgers.values() {
+                        l.end();
+                    }
                     act.release_consumer().into_actor(act)
                 })
                 .map(|(), act, ctx| {

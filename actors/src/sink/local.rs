@@ -1,5 +1,12 @@
 //! A local directory as an object store: same keys as S3, atomic writes by writing a
-//! temporary file in the target directory, syncing it, and renaming it into place.
+//! temporary file in the target directory, syncing it, and renaming it into place; then
+//! the directory (and every directory the write created) is synced too, so that an
+//! acknowledged object survives a power loss — a rename is only durable once its
+//! directory is.
+//!
+//! The record that wrote a file is kept in its extended attribute `user.egx.origin`; as
+//! with S3, an older record of a partition never replaces a newer one's file. On a file
+//! system without user extended attributes files are compared by bytes instead.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,8 +14,11 @@ use std::path::{Path, PathBuf};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::{ObjectSink, PutOutcome, SinkError};
+use super::{Existing, ObjectSink, Origin, PutOutcome, SinkError};
 use crate::key::ObjectKey;
+
+/// Extended attribute holding a file's origin.
+const ORIGIN_XATTR: &str = "user.egx.origin";
 
 /// Writes objects as files below a directory.
 #[derive(Debug, Clone)]
@@ -16,13 +26,54 @@ pub struct LocalDirSink {
     root: PathBuf,
 }
 
+/// Makes a directory's entries durable (fsync of the directory).
+type SyncDir<'a> = &'a dyn Fn(&Path) -> std::io::Result<()>;
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The origin stored with a file, if any (and if the file system keeps one).
+#[cfg(unix)]
+fn stored_origin(path: &Path) -> Option<Origin> {
+    let mut buf = [0u8; 512];
+    let n = rustix::fs::getxattr(path, ORIGIN_XATTR, &mut buf[..]).ok()?;
+    Origin::decode(std::str::from_utf8(buf.get(..n)?).ok()?)
+}
+
+#[cfg(not(unix))]
+fn stored_origin(_path: &Path) -> Option<Origin> {
+    None
+}
+
+/// Stores the origin with a file; best effort (a file system without user extended
+/// attributes leaves the byte comparison as the only check).
+#[cfg(unix)]
+fn keep_origin(file: &std::fs::File, origin: &Origin) {
+    let _ = rustix::fs::fsetxattr(
+        file,
+        ORIGIN_XATTR,
+        origin.encode().as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    );
+}
+
+#[cfg(not(unix))]
+fn keep_origin(_file: &std::fs::File, _origin: &Origin) {}
+
 impl LocalDirSink {
     /// A sink writing below `root`.
     pub fn new(root: PathBuf) -> Self {
         Self { root }
     }
 
-    fn put_blocking(root: &Path, key: &ObjectKey, body: &[u8]) -> Result<PutOutcome, SinkError> {
+    fn put_blocking(
+        root: &Path,
+        key: &ObjectKey,
+        body: &[u8],
+        origin: &Origin,
+        sync: SyncDir<'_>,
+    ) -> Result<PutOutcome, SinkError> {
         // Keys are validated relative paths without `..` (see `KeyTemplate`), so joining
         // them cannot leave the root.
         let path = root.join(key.as_str());
@@ -36,10 +87,22 @@ impl LocalDirSink {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(err("read", e)),
         };
-        if existing.as_deref() == Some(body) {
-            return Ok(PutOutcome::Unchanged);
+        if let Some(bytes) = &existing {
+            match origin.against(stored_origin(&path).as_ref()) {
+                Existing::Newer => return Ok(PutOutcome::Superseded),
+                Existing::Same => return Ok(PutOutcome::Unchanged),
+                Existing::Unknown if bytes.as_slice() == body => {
+                    if let Ok(file) = std::fs::File::open(&path) {
+                        keep_origin(&file, origin);
+                    }
+                    return Ok(PutOutcome::Unchanged);
+                }
+                Existing::Older | Existing::Unknown => {}
+            }
         }
         let dir = path.parent().unwrap_or(root);
+        let missing: Vec<PathBuf> =
+            dir.ancestors().take_while(|d| *d != root && !d.exists()).map(Path::to_path_buf).collect();
         std::fs::create_dir_all(dir).map_err(|e| err("create directory", e))?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".egx-")
@@ -47,8 +110,14 @@ impl LocalDirSink {
             .tempfile_in(dir)
             .map_err(|e| err("create temporary file", e))?;
         tmp.write_all(body).map_err(|e| err("write", e))?;
+        keep_origin(tmp.as_file(), origin);
         tmp.as_file().sync_all().map_err(|e| err("sync", e))?;
         tmp.persist(&path).map_err(|e| err("rename", e.error))?;
+        // The rename lives in `dir`, each created directory in its parent.
+        let parents = missing.iter().filter_map(|d| d.parent());
+        for d in std::iter::once(dir).chain(parents) {
+            sync(d).map_err(|e| err("sync directory", e))?;
+        }
         Ok(if existing.is_some() { PutOutcome::Replaced } else { PutOutcome::Created })
     }
 }
@@ -99,11 +168,16 @@ impl ObjectSink for LocalDirSink {
         .boxed()
     }
 
-    fn put(&self, key: ObjectKey, body: Vec<u8>) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
+    fn put(
+        &self,
+        key: ObjectKey,
+        body: Vec<u8>,
+        origin: Origin,
+    ) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
         let root = self.root.clone();
         async move {
             let target = key.to_string();
-            tokio::task::spawn_blocking(move || Self::put_blocking(&root, &key, &body))
+            tokio::task::spawn_blocking(move || Self::put_blocking(&root, &key, &body, &origin, &sync_dir))
                 .await
                 .unwrap_or_else(|e| Err(SinkError { operation: "PUT", target, detail: e.to_string() }))
         }
@@ -141,20 +215,54 @@ mod tests {
         KeyTemplate::default().render(&r)
     }
 
+    fn at(offset: i64) -> Origin {
+        Origin { topic: "egx_market_data".into(), partition: 1, offset }
+    }
+
     #[actix_rt::test]
-    async fn writes_are_atomic_and_replays_change_nothing() {
+    async fn writes_are_atomic_replays_change_nothing_and_older_records_never_win() {
         let dir = tempfile::tempdir().unwrap();
         let sink = LocalDirSink::new(dir.path().to_path_buf());
         sink.prepare().await.unwrap();
-        assert_eq!(sink.put(key(), b"v1".to_vec()).await.unwrap(), PutOutcome::Created);
-        assert_eq!(sink.put(key(), b"v1".to_vec()).await.unwrap(), PutOutcome::Unchanged);
-        assert_eq!(sink.put(key(), b"v2".to_vec()).await.unwrap(), PutOutcome::Replaced);
+        assert_eq!(sink.put(key(), b"v1".to_vec(), at(5)).await.unwrap(), PutOutcome::Created);
+        assert_eq!(sink.put(key(), b"v1".to_vec(), at(5)).await.unwrap(), PutOutcome::Unchanged);
+        assert_eq!(sink.put(key(), b"v2".to_vec(), at(9)).await.unwrap(), PutOutcome::Replaced);
+        // A late write of the older record (a replay, a zombie) leaves the newer version.
+        assert_eq!(sink.put(key(), b"v1".to_vec(), at(5)).await.unwrap(), PutOutcome::Superseded);
         let path = dir.path().join(key().as_str());
         assert_eq!(std::fs::read(&path).unwrap(), b"v2");
+        assert_eq!(stored_origin(&path), Some(at(9)));
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(leftovers, ["100000000000_1D_ohlcv.json"], "no temporary files left behind");
+    }
+
+    #[test]
+    fn an_object_is_acknowledged_only_once_its_directories_are_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let synced = std::cell::RefCell::new(Vec::new());
+        let record = |d: &Path| {
+            synced.borrow_mut().push(d.to_path_buf());
+            sync_dir(d)
+        };
+        let outcome = LocalDirSink::put_blocking(root, &key(), b"v1", &at(1), &record).unwrap();
+        assert_eq!(outcome, PutOutcome::Created);
+        // streaming/date=…/symbol=COMI/ was created: the file's directory holds the rename,
+        // and each new directory's entry lives in its parent, up to the root.
+        let file_dir = root.join(key().as_str()).parent().unwrap().to_path_buf();
+        let mut expected: Vec<PathBuf> =
+            file_dir.ancestors().take_while(|d| d.starts_with(root)).map(Path::to_path_buf).collect();
+        expected.sort();
+        let mut got = synced.borrow().clone();
+        got.sort();
+        got.dedup();
+        assert_eq!(got, expected);
+        // A second write into the same directory syncs just that directory.
+        synced.borrow_mut().clear();
+        LocalDirSink::put_blocking(root, &key(), b"v2", &at(2), &record).unwrap();
+        assert_eq!(*synced.borrow(), vec![file_dir]);
     }
 }

@@ -1,9 +1,13 @@
 //! S3-compatible storage through the official `aws-sdk-s3` (rusoto, which the original
 //! plan named, is unmaintained: RUSTSEC-2022-0071).
 //!
-//! Writes are conditional: `If-None-Match: *` creates an object only when absent. When
-//! it exists, its bytes are compared: identical means a replay and nothing is written;
-//! different means a newer version of the same bar, which replaces it.
+//! Every PUT is conditional, so a check and the write it decides can never race:
+//! `If-None-Match: *` creates an object only when absent. When it exists, a HEAD reads the
+//! origin stored with it (user metadata `egx-origin`, the record that wrote it) and its
+//! ETag: a newer record of the same partition keeps its object, the same record is a
+//! replay (nothing to write), an older one is replaced with `If-Match: <ETag>`. Objects
+//! without an origin (the original consumer's) are compared by bytes. With
+//! `sink.replace = "always"` (write-only roles) nothing is read and the object is replaced.
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -12,8 +16,8 @@ use aws_sdk_s3::Client;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::{ObjectSink, PutOutcome, SinkError};
-use crate::config::SinkConfig;
+use super::{Existing, ObjectSink, Origin, PutOutcome, SinkError};
+use crate::config::{ReplacePolicy, SinkConfig};
 use crate::key::ObjectKey;
 
 /// Writes objects to one bucket.
@@ -24,7 +28,32 @@ pub struct S3Sink {
     create_bucket: bool,
     sse: Option<ServerSideEncryption>,
     sse_kms_key_id: Option<String>,
+    replace: ReplacePolicy,
     endpoint: String,
+}
+
+/// User metadata key of the object's origin (`x-amz-meta-egx-origin`).
+const ORIGIN_METADATA: &str = "egx-origin";
+
+/// How often a write starts over because the object changed between its check and its
+/// conditional PUT (concurrent writers of one key); past that it fails and is retried
+/// with backoff like any failed write.
+const MAX_RACES: usize = 8;
+
+/// The condition of a PUT.
+enum Precondition {
+    /// Only if no object exists (`If-None-Match: *`).
+    Absent,
+    /// Only if the object still has this ETag (`If-Match`).
+    Unchanged(String),
+    /// Whatever is there (`sink.replace = "always"`).
+    Overwrite,
+}
+
+/// What a HEAD found.
+struct Head {
+    etag: String,
+    origin: Option<Origin>,
 }
 
 /// Builds the S3 client of a sink config: the one place S3 credentials are read.
@@ -93,6 +122,7 @@ impl S3Sink {
             create_bucket: cfg.create_bucket,
             sse,
             sse_kms_key_id: kms,
+            replace: cfg.replace,
             endpoint: if cfg.endpoint.is_empty() { "AWS".into() } else { cfg.endpoint.clone() },
         }
     }
@@ -125,7 +155,8 @@ impl S3Sink {
         &self,
         key: &str,
         body: &[u8],
-        only_if_absent: bool,
+        origin: &Origin,
+        condition: Precondition,
     ) -> Result<
         (),
         SdkError<aws_sdk_s3::operation::put_object::PutObjectError, aws_sdk_s3::config::http::HttpResponse>,
@@ -136,10 +167,13 @@ impl S3Sink {
             .bucket(&self.bucket)
             .key(key)
             .content_type("application/json")
+            .metadata(ORIGIN_METADATA, origin.encode())
             .body(ByteStream::from(body.to_vec()));
-        if only_if_absent {
-            req = req.if_none_match("*");
-        }
+        req = match condition {
+            Precondition::Absent => req.if_none_match("*"),
+            Precondition::Unchanged(etag) => req.if_match(etag),
+            Precondition::Overwrite => req,
+        };
         if let Some(sse) = &self.sse {
             req = req.server_side_encryption(sse.clone());
         }
@@ -149,17 +183,29 @@ impl S3Sink {
         req.send().await.map(|_| ())
     }
 
-    async fn read(&self, key: &str) -> Result<Vec<u8>, SinkError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| self.error("GET", key, describe(&e)))?;
+    /// The existing object's ETag and origin; None when there is none (any more).
+    async fn head(&self, key: &str) -> Result<Option<Head>, SinkError> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => {
+                let origin =
+                    out.metadata().and_then(|m| m.get(ORIGIN_METADATA)).and_then(|o| Origin::decode(o));
+                Ok(Some(Head { etag: out.e_tag().unwrap_or_default().to_string(), origin }))
+            }
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(self.error("HEAD", key, describe(&e))),
+        }
+    }
+
+    /// The existing object's bytes and ETag; None when there is none (any more).
+    async fn read(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, SinkError> {
+        let out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) if status(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(self.error("GET", key, describe(&e))),
+        };
+        let etag = out.e_tag().unwrap_or_default().to_string();
         let bytes = out.body.collect().await.map_err(|e| self.error("GET", key, e.to_string()))?;
-        Ok(bytes.into_bytes().to_vec())
+        Ok(Some((bytes.into_bytes().to_vec(), etag)))
     }
 
     async fn list_all(self, prefix: String) -> Result<Vec<String>, SinkError> {
@@ -185,19 +231,69 @@ impl S3Sink {
         Ok(keys)
     }
 
-    async fn put_conditional(self, key: ObjectKey, body: Vec<u8>) -> Result<PutOutcome, SinkError> {
-        let key = key.as_str();
-        match self.put_object(key, &body, true).await {
-            Ok(()) => return Ok(PutOutcome::Created),
-            Err(e) if status(&e) == Some(412) => {}
-            Err(e) => return Err(self.error("PUT", key, describe(&e))),
+    /// The PUT that follows a failed `If-None-Match`: what the existing object calls for.
+    /// `Ok(None)` means the object vanished meanwhile: start over.
+    async fn decide(&self, key: &str, body: &[u8], origin: &Origin) -> Result<Option<Decision>, SinkError> {
+        if self.replace == ReplacePolicy::Always {
+            return Ok(Some(Decision::Put(Precondition::Overwrite, PutOutcome::Replaced)));
         }
-        if self.read(key).await? == body {
-            return Ok(PutOutcome::Unchanged);
-        }
-        self.put_object(key, &body, false).await.map_err(|e| self.error("PUT", key, describe(&e)))?;
-        Ok(PutOutcome::Replaced)
+        let Some(head) = self.head(key).await? else { return Ok(None) };
+        Ok(Some(match origin.against(head.origin.as_ref()) {
+            Existing::Newer => Decision::Done(PutOutcome::Superseded),
+            Existing::Same => Decision::Done(PutOutcome::Unchanged),
+            Existing::Older => Decision::Put(Precondition::Unchanged(head.etag), PutOutcome::Replaced),
+            Existing::Unknown => match self.read(key).await? {
+                None => return Ok(None),
+                // The same bytes without this partition's origin (the original consumer's
+                // object, or the topic's partitions changed): stamped with it, so that an
+                // older record of the partition cannot replace it from now on.
+                Some((bytes, etag)) if bytes == body => {
+                    Decision::Put(Precondition::Unchanged(etag), PutOutcome::Unchanged)
+                }
+                Some((_, etag)) => Decision::Put(Precondition::Unchanged(etag), PutOutcome::Replaced),
+            },
+        }))
     }
+
+    async fn put_conditional(
+        self,
+        key: ObjectKey,
+        body: Vec<u8>,
+        origin: Origin,
+    ) -> Result<PutOutcome, SinkError> {
+        let key = key.as_str();
+        for _ in 0..MAX_RACES {
+            match self.put_object(key, &body, &origin, Precondition::Absent).await {
+                Ok(()) => return Ok(PutOutcome::Created),
+                Err(e) if status(&e) == Some(412) => {}
+                Err(e) => return Err(self.error("PUT", key, describe(&e))),
+            }
+            let (condition, outcome) = match self.decide(key, &body, &origin).await? {
+                Some(Decision::Done(outcome)) => return Ok(outcome),
+                Some(Decision::Put(condition, outcome)) => (condition, outcome),
+                None => continue,
+            };
+            match self.put_object(key, &body, &origin, condition).await {
+                Ok(()) => return Ok(outcome),
+                // Another writer changed or removed the object since it was read: look again.
+                Err(e) if matches!(status(&e), Some(412 | 404)) => {}
+                Err(e) => return Err(self.error("PUT", key, describe(&e))),
+            }
+        }
+        Err(self.error(
+            "PUT",
+            key,
+            format!("the object changed under {MAX_RACES} attempts in a row (concurrent writers)"),
+        ))
+    }
+}
+
+/// What to do about an object that exists.
+enum Decision {
+    /// Nothing to write.
+    Done(PutOutcome),
+    /// Write under this condition; on success, report this outcome.
+    Put(Precondition, PutOutcome),
 }
 
 impl ObjectSink for S3Sink {
@@ -205,8 +301,13 @@ impl ObjectSink for S3Sink {
         self.clone().ensure_bucket().boxed()
     }
 
-    fn put(&self, key: ObjectKey, body: Vec<u8>) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
-        self.clone().put_conditional(key, body).boxed()
+    fn put(
+        &self,
+        key: ObjectKey,
+        body: Vec<u8>,
+        origin: Origin,
+    ) -> BoxFuture<'static, Result<PutOutcome, SinkError>> {
+        self.clone().put_conditional(key, body, origin).boxed()
     }
 
     fn check(&self) -> BoxFuture<'static, Result<String, SinkError>> {

@@ -4,7 +4,10 @@
 //! when an invalid record has been accepted by the dead-letter topic.
 //!
 //! Writes of the same key run one after the other in arrival (offset) order, so a newer
-//! version of a bar is never overwritten by an older one still in flight.
+//! version of a bar is never overwritten by an older one still in flight. A write belongs
+//! to its partition's assignment: when the assignment ends, the write and its retries stop
+//! (the record is answered [`WriteOutcome::Abandoned`]); and each object carries the
+//! record that wrote it, so the store itself refuses an older record's late write.
 
 mod dead_letter;
 
@@ -25,7 +28,7 @@ use crate::messages::{RecordWritten, Stop, WriteOutcome, WriteRecord};
 use crate::metrics::Metrics;
 use crate::record::MarketRecord;
 use crate::retry::Backoff;
-use crate::sink::ObjectSink;
+use crate::sink::{ObjectSink, Origin, PutOutcome};
 
 /// Mailbox size: the in-flight limits bound what is queued, this only has to exceed them.
 const MAILBOX_CAPACITY: usize = 65_536;
@@ -81,48 +84,42 @@ impl S3Writer {
 
     fn store(&mut self, msg: WriteRecord, record: MarketRecord) -> ResponseActFuture<Self, RecordWritten> {
         let key = self.spec.template.render(&record);
-        let body = msg.payload.clone().unwrap_or_default();
         let (done_tx, done_rx) = oneshot::channel();
         let job = self.next_job;
         self.next_job += 1;
         let previous = self.tails.insert(key.clone(), (job, done_rx.shared())).map(|(_, tail)| tail);
-        let (sink, permits, backoff, log) =
-            (self.spec.sink.clone(), self.permits.clone(), self.backoff, self.spec.log.clone());
+        let put = Put {
+            sink: self.spec.sink.clone(),
+            key: key.clone(),
+            body: msg.payload.clone().unwrap_or_default(),
+            origin: Origin { topic: msg.topic.clone(), partition: msg.partition, offset: msg.offset },
+        };
+        let (permits, backoff, log) = (self.permits.clone(), self.backoff, self.spec.log.clone());
         let metrics = self.spec.metrics.clone();
-        let write_key = key.clone();
         let fut = async move {
-            if let Some(previous) = previous {
-                let _ = previous.await;
-            }
-            let _permit = permits.acquire_owned().await;
-            let started = std::time::Instant::now();
-            let mut attempt = 0u32;
-            loop {
-                match sink.put(write_key.clone(), body.clone()).await {
-                    Ok(outcome) => {
-                        metrics.up.with_label_values(&["store"]).set(1);
-                        metrics.write_seconds.observe(started.elapsed().as_secs_f64());
-                        metrics.records_written.inc();
-                        debug!(log, "Object stored."; "key" => %write_key, "outcome" => ?outcome, "partition" => msg.partition, "offset" => msg.offset);
-                        break;
-                    }
-                    Err(e) => {
-                        metrics.write_errors.inc();
-                        metrics.up.with_label_values(&["store"]).set(0);
-                        let delay = backoff.delay(attempt);
-                        warn!(log, "Object write failed; retrying (the partition waits, nothing is skipped)."; "key" => %write_key, "partition" => msg.partition, "offset" => msg.offset, "attempt" => attempt + 1, "retry_in_ms" => delay.as_millis() as u64, "error" => %e);
-                        attempt = attempt.saturating_add(1);
-                        tokio::time::sleep(delay).await;
-                    }
+            let write = async {
+                if let Some(previous) = previous {
+                    let _ = previous.await;
                 }
-            }
+                let _permit = permits.acquire_owned().await;
+                put.until_stored(backoff, &metrics, &log).await
+            };
+            // The assignment ending stops the write wherever it is: waiting for its turn,
+            // on the wire, or between retries.
+            let outcome = tokio::select! {
+                biased;
+                () = msg.assignment.cancelled() => None,
+                outcome = write => Some(outcome),
+            };
             let _ = done_tx.send(());
-            RecordWritten {
-                partition: msg.partition,
-                offset: msg.offset,
-                epoch: msg.epoch,
-                outcome: WriteOutcome::Stored(write_key.to_string()),
-            }
+            let outcome = match outcome {
+                Some(_) => WriteOutcome::Stored(put.key.to_string()),
+                None => {
+                    debug!(log, "Object write abandoned: the partition's assignment ended (its next owner writes it)."; "key" => %put.key, "partition" => msg.partition, "offset" => msg.offset);
+                    WriteOutcome::Abandoned
+                }
+            };
+            RecordWritten { partition: msg.partition, offset: msg.offset, epoch: msg.epoch, outcome }
         };
         Box::pin(fut.into_actor(self).map(move |written, act, _| {
             if act.tails.get(&key).is_some_and(|(id, _)| *id == job) {
@@ -148,22 +145,60 @@ impl S3Writer {
         let metrics = self.spec.metrics.clone();
         warn!(log, "Record refused; sending it to the dead-letter topic."; "partition" => msg.partition, "offset" => msg.offset, "reason" => &reason);
         let fut = async move {
-            let mut attempt = 0u32;
-            while let Err(e) = dlq.publish(&msg, &reason).await {
-                let delay = backoff.delay(attempt);
-                warn!(log, "Dead-letter publish failed; retrying."; "partition" => msg.partition, "offset" => msg.offset, "error" => %e);
-                attempt = attempt.saturating_add(1);
-                tokio::time::sleep(delay).await;
-            }
-            metrics.records_dead_lettered.inc();
-            RecordWritten {
-                partition: msg.partition,
-                offset: msg.offset,
-                epoch: msg.epoch,
-                outcome: WriteOutcome::DeadLettered(reason),
-            }
+            let publish = async {
+                let mut attempt = 0u32;
+                while let Err(e) = dlq.publish(&msg, &reason).await {
+                    let delay = backoff.delay(attempt);
+                    warn!(log, "Dead-letter publish failed; retrying."; "partition" => msg.partition, "offset" => msg.offset, "error" => %e);
+                    attempt = attempt.saturating_add(1);
+                    tokio::time::sleep(delay).await;
+                }
+            };
+            let outcome = tokio::select! {
+                biased;
+                () = msg.assignment.cancelled() => WriteOutcome::Abandoned,
+                () = publish => {
+                    metrics.records_dead_lettered.inc();
+                    WriteOutcome::DeadLettered(reason)
+                }
+            };
+            RecordWritten { partition: msg.partition, offset: msg.offset, epoch: msg.epoch, outcome }
         };
         Box::pin(fut.into_actor(self))
+    }
+}
+
+/// One object write: retried with backoff until the store accepts it.
+struct Put {
+    sink: Arc<dyn ObjectSink>,
+    key: ObjectKey,
+    body: Vec<u8>,
+    origin: Origin,
+}
+
+impl Put {
+    async fn until_stored(&self, backoff: Backoff, metrics: &Metrics, log: &Logger) -> PutOutcome {
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            match self.sink.put(self.key.clone(), self.body.clone(), self.origin.clone()).await {
+                Ok(outcome) => {
+                    metrics.up.with_label_values(&["store"]).set(1);
+                    metrics.write_seconds.observe(started.elapsed().as_secs_f64());
+                    metrics.records_written.inc();
+                    debug!(log, "Object stored."; "key" => %self.key, "outcome" => outcome.as_str(), "partition" => self.origin.partition, "offset" => self.origin.offset);
+                    return outcome;
+                }
+                Err(e) => {
+                    metrics.write_errors.inc();
+                    metrics.up.with_label_values(&["store"]).set(0);
+                    let delay = backoff.delay(attempt);
+                    warn!(log, "Object write failed; retrying (the partition waits, nothing is skipped)."; "key" => %self.key, "partition" => self.origin.partition, "offset" => self.origin.offset, "attempt" => attempt + 1, "retry_in_ms" => delay.as_millis() as u64, "error" => %e);
+                    attempt = attempt.saturating_add(1);
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
     }
 }
 
