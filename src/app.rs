@@ -394,10 +394,7 @@ fn print_summary(s: &PipelineSummary, settings: &Settings, plan: &Plan) {
     if plan.consume {
         println!("  records consumed:    {}", s.reader.consumed);
         println!("  objects written:     {}", s.reader.stored);
-        println!(
-            "  dead-lettered:       {} (topic {})",
-            s.reader.dead_lettered, settings.kafka.dead_letter_topic
-        );
+        println!("  dead-lettered:       {} (topic {})", s.reader.dead_lettered, settings.kafka.dlq_topic());
         println!(
             "  committed offsets:   {}",
             if offsets.is_empty() { "none".into() } else { offsets.join(" ") }

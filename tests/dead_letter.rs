@@ -78,3 +78,27 @@ async fn invalid_records_go_to_the_dead_letter_topic_with_a_reason() {
     assert_eq!(check.objects, valid.len());
     assert_eq!(support::list_keys(&s3, &bucket, "").await.len(), valid.len(), "nothing outside the prefix");
 }
+
+/// `consume --topic X` without a dead-letter topic configured dead-letters into `X.dlq`,
+/// not into the default topic's `egx_market_data.dlq`.
+#[test]
+#[ignore = "needs real Kafka and S3: run scripts/test.sh"]
+fn the_dead_letter_topic_follows_the_topic_flag() {
+    let (topic, bucket, group) =
+        (support::unique("egx-dlqflag"), support::unique("egx-dlqflag"), support::unique("g"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(support::create_topic(&topic, 1));
+    rt.block_on(support::produce(&topic, &[(Some(&b"POISON"[..]), &b"{not json"[..])]));
+    let out = support::binary()
+        .args(["consume", "--once", "--bootstrap", &support::kafka(), "--topic", &topic])
+        .args(["--bucket", &bucket, "--minio-endpoint", &support::s3_endpoint(), "--consumer-group", &group])
+        .env("AWS_ACCESS_KEY_ID", "minioadmin")
+        .output()
+        .expect("consume runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("dead-lettered:       1 (topic {topic}.dlq)")), "{stdout}");
+    let dead = support::read_topic(&format!("{topic}.dlq"), 1, Duration::from_secs(30));
+    assert_eq!(dead.len(), 1, "the poison record is in {topic}.dlq");
+    assert_eq!(dead[0].payload(), Some(&b"{not json"[..]));
+}

@@ -97,7 +97,8 @@ pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<(), KafkaSetupError> {
         .create()
         .map_err(|source| KafkaSetupError::Client { client: "admin client", source })?;
     let retention = cfg.retention_ms().to_string();
-    let topics: Vec<NewTopic<'_>> = [cfg.topic.as_str(), cfg.dead_letter_topic.as_str()]
+    let dlq = cfg.dlq_topic();
+    let topics: Vec<NewTopic<'_>> = [cfg.topic.as_str(), dlq.as_str()]
         .into_iter()
         .map(|name| {
             NewTopic::new(name, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor))
@@ -130,7 +131,7 @@ impl EmbeddedKafka {
     pub fn start(cfg: &KafkaConfig) -> Result<(Self, KafkaConfig), KafkaSetupError> {
         let cluster = MockCluster::new(1)
             .map_err(|source| KafkaSetupError::Client { client: "mock cluster", source })?;
-        for topic in [&cfg.topic, &cfg.dead_letter_topic] {
+        for topic in [&cfg.topic, &cfg.dlq_topic()] {
             cluster
                 .create_topic(topic, cfg.partitions, 1)
                 .map_err(|source| KafkaSetupError::Client { client: "mock topic", source })?;

@@ -52,7 +52,8 @@ pub struct KafkaConfig {
     pub bootstrap_servers: String,
     /// Topic the bars are published to and read from.
     pub topic: String,
-    /// Topic that receives records the writer refuses, with the reason in a header.
+    /// Topic that receives records the writer refuses, with the reason in a header;
+    /// empty (the default) = `<topic>.dlq`, so it follows `topic` and `--topic`.
     pub dead_letter_topic: String,
     /// Consumer group of the Kafka→S3 side.
     pub consumer_group: String,
@@ -90,7 +91,7 @@ impl Default for KafkaConfig {
             mode: KafkaMode::Embedded,
             bootstrap_servers: "localhost:9092".into(),
             topic: "egx_market_data".into(),
-            dead_letter_topic: "egx_market_data.dlq".into(),
+            dead_letter_topic: String::new(),
             consumer_group: "egx-s3-writer".into(),
             partitions: 3,
             replication_factor: 1,
@@ -121,14 +122,12 @@ impl KafkaConfig {
         if self.mode == KafkaMode::External && self.bootstrap_servers.trim().is_empty() {
             return Err(invalid("kafka.bootstrap_servers", "must not be empty"));
         }
-        for (key, topic) in
-            [("kafka.topic", &self.topic), ("kafka.dead_letter_topic", &self.dead_letter_topic)]
-        {
+        for (key, topic) in [("kafka.topic", &self.topic), ("kafka.dead_letter_topic", &self.dlq_topic())] {
             if !topic_ok(topic) {
                 return Err(invalid(key, format!("{topic:?} is not a valid Kafka topic name")));
             }
         }
-        if self.topic == self.dead_letter_topic {
+        if self.topic == self.dlq_topic() {
             return Err(invalid("kafka.dead_letter_topic", "must differ from kafka.topic"));
         }
         if self.consumer_group.trim().is_empty() {
@@ -175,6 +174,15 @@ impl KafkaConfig {
             c.set("ssl.ca.location", &self.ssl_ca_location);
         }
         c
+    }
+
+    /// The dead-letter topic: `dead_letter_topic`, or `<topic>.dlq` when it is empty.
+    pub fn dlq_topic(&self) -> String {
+        if self.dead_letter_topic.is_empty() {
+            format!("{}.dlq", self.topic)
+        } else {
+            self.dead_letter_topic.clone()
+        }
     }
 
     /// Retention in milliseconds, as Kafka's `retention.ms` wants it.

@@ -131,6 +131,16 @@ mod tests {
     }
 
     #[test]
+    fn the_dead_letter_topic_follows_the_topic_unless_named() {
+        let mut cfg = KafkaConfig { topic: "bars".into(), ..KafkaConfig::default() };
+        assert_eq!(cfg.dlq_topic(), "bars.dlq");
+        cfg.dead_letter_topic = "refused".into();
+        assert_eq!(cfg.dlq_topic(), "refused");
+        cfg.dead_letter_topic = "bars".into();
+        assert_eq!(cfg.validate().unwrap_err().key, "kafka.dead_letter_topic");
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let err = serde_json::from_str::<KafkaConfig>(r#"{"bootstrap_server":"x"}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `bootstrap_server`"), "{err}");

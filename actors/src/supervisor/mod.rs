@@ -296,7 +296,7 @@ impl Supervisor {
             template: self.template.clone(),
             dead_letters: DeadLetters::new(
                 producer,
-                &self.spec.kafka.dead_letter_topic,
+                self.spec.kafka.dlq_topic(),
                 &self.spec.kafka.topic,
             ),
             config: self.spec.writer.clone(),
