@@ -185,10 +185,25 @@ impl OffsetProbe {
 
     /// One past the last offset of each partition of the topic.
     pub fn end_offsets(&self) -> KafkaResult<BTreeMap<i32, i64>> {
+        Ok(self.watermarks()?.into_iter().map(|(p, (_, high))| (p, high)).collect())
+    }
+
+    /// The end offset of each partition that still holds records: a partition whose log
+    /// starts at its end (everything expired or deleted) has nothing left to write.
+    pub fn readable_end_offsets(&self) -> KafkaResult<BTreeMap<i32, i64>> {
+        Ok(self
+            .watermarks()?
+            .into_iter()
+            .filter(|(_, (low, high))| low < high)
+            .map(|(p, (_, h))| (p, h))
+            .collect())
+    }
+
+    /// The first and one past the last offset of each partition of the topic.
+    fn watermarks(&self) -> KafkaResult<BTreeMap<i32, (i64, i64)>> {
         let mut out = BTreeMap::new();
         for p in self.partitions()? {
-            let (_, high) = self.consumer.fetch_watermarks(&self.topic, p, PROBE_TIMEOUT)?;
-            out.insert(p, high);
+            out.insert(p, self.consumer.fetch_watermarks(&self.topic, p, PROBE_TIMEOUT)?);
         }
         Ok(out)
     }

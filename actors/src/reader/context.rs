@@ -5,6 +5,7 @@
 //! thread, still free to receive the S3Writer's acks) has drained and committed the
 //! revoked partitions — delivery rule 6 — without stalling the actors.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -14,7 +15,7 @@ use actix::prelude::*;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message as _;
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use slog::{info, warn, Logger};
 
 use super::ledger::OwnedRecord;
@@ -30,6 +31,16 @@ pub(super) struct Consumed(pub OwnedRecord);
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(super) struct PartitionsAssigned(pub Vec<i32>);
+
+/// The consumer's position in a partition: every record below it has been handed to the
+/// reader (sent before this message), or was never meant for the application (transaction
+/// markers, aborted records).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(super) struct PositionReached {
+    pub partition: i32,
+    pub offset: i64,
+}
 
 /// Partitions are being taken away; answered once they are drained and committed.
 #[derive(Debug, Message)]
@@ -137,9 +148,11 @@ pub(super) fn spawn_poller(
     log: Logger,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("egx-kafka-poll".into()).spawn(move || {
+        let mut positions = BTreeMap::new();
         while !closing.load(Ordering::SeqCst) {
             match consumer.poll(Duration::from_millis(100)) {
-                None => {}
+                // Caught up: tell where the consumer stands, after the records themselves.
+                None => report_positions(&consumer, &reader, &mut positions),
                 Some(Ok(m)) => reader.do_send(Consumed(OwnedRecord {
                     partition: m.partition(),
                     offset: m.offset(),
@@ -159,4 +172,23 @@ pub(super) fn spawn_poller(
         closing.store(true, Ordering::SeqCst);
         drop(consumer);
     })
+}
+
+/// Sends the reader every position that changed since the last report. Positions move
+/// past records the application never sees (transaction markers, aborted transactions):
+/// without them a partition ending in those could never be committed to its end.
+fn report_positions(
+    consumer: &BaseConsumer<ReaderContext>,
+    reader: &Addr<KafkaReader>,
+    sent: &mut BTreeMap<i32, i64>,
+) {
+    let Ok(positions) = consumer.position() else { return };
+    let topic = &consumer.context().topic;
+    for e in positions.elements_for_topic(topic) {
+        if let Offset::Offset(offset) = e.offset() {
+            if sent.insert(e.partition(), offset) != Some(offset) {
+                reader.do_send(PositionReached { partition: e.partition(), offset });
+            }
+        }
+    }
 }

@@ -104,6 +104,17 @@ impl PartitionLedger {
         self.in_flight.remove(&offset)
     }
 
+    /// Notes that the consumer's position passed `offset` with every record below it
+    /// received: offsets it skipped were never meant for the application (transaction
+    /// markers, aborted records), so the watermark may move past them. Ignored while
+    /// records wait in the backlog (they are below the position and not yet dispatched).
+    pub fn position_reached(&mut self, offset: i64) {
+        if self.backlog.is_empty() && self.next.is_none_or(|n| n < offset) {
+            self.next = Some(offset);
+            self.seen = Some(self.seen.map_or(offset - 1, |s| s.max(offset - 1)));
+        }
+    }
+
     /// Queues a record until a slot frees up.
     pub fn defer(&mut self, record: OwnedRecord) {
         self.backlog.push_back(record);
@@ -204,6 +215,31 @@ mod tests {
         l.end();
         assert!(carried.is_cancelled());
         assert!(!PartitionLedger::new(2).assignment().is_cancelled(), "a new assignment starts afresh");
+    }
+
+    #[test]
+    fn the_position_moves_the_watermark_past_records_never_delivered_but_not_past_waiting_ones() {
+        let mut l = PartitionLedger::new(1);
+        // Only an aborted transaction and its marker: offsets 0..4, nothing delivered.
+        l.position_reached(4);
+        assert_eq!(l.to_commit(), Some(4));
+        // Records in flight still hold the watermark.
+        let mut l = PartitionLedger::new(1);
+        l.dispatched(0);
+        l.position_reached(3);
+        assert_eq!(l.watermark(), Some(0));
+        l.written(0);
+        assert_eq!(l.watermark(), Some(3));
+        // A record waiting in the backlog is below the position: nothing moves.
+        let mut l = PartitionLedger::new(1);
+        l.dispatched(0);
+        l.defer(OwnedRecord { partition: 0, offset: 1, key: None, payload: None });
+        l.position_reached(2);
+        l.written(0);
+        assert_eq!(l.watermark(), Some(1));
+        // A position behind what was dispatched changes nothing.
+        l.position_reached(1);
+        assert_eq!(l.watermark(), Some(1));
     }
 
     #[test]

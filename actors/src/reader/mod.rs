@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 pub use context::ReaderContext;
 pub use ledger::{OwnedRecord, PartitionLedger};
 
-use context::{Consumed, PartitionsAssigned, PartitionsRevoked};
+use context::{Consumed, PartitionsAssigned, PartitionsRevoked, PositionReached};
 
 use crate::config::{ChaosConfig, KafkaConfig, WriterConfig};
 use crate::kafka::consumer_config;
@@ -408,6 +408,18 @@ impl Handler<Consumed> for KafkaReader {
             return;
         }
         self.dispatch(record, ctx);
+    }
+}
+
+impl Handler<PositionReached> for KafkaReader {
+    type Result = ();
+
+    /// Lets the watermark pass offsets the application never receives.
+    fn handle(&mut self, msg: PositionReached, _ctx: &mut Self::Context) {
+        let draining = self.draining;
+        if let Some(ledger) = self.ledgers.get_mut(&msg.partition).filter(|l| !l.revoking && !draining) {
+            ledger.position_reached(msg.offset);
+        }
     }
 }
 

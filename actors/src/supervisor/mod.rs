@@ -327,7 +327,7 @@ impl Supervisor {
         let Some(probe) = self.probe.clone() else {
             return;
         };
-        let fut = tokio::task::spawn_blocking(move || probe.end_offsets());
+        let fut = tokio::task::spawn_blocking(move || probe.readable_end_offsets());
         ctx.wait(fut.into_actor(self).map(|result, act, ctx| match result {
             Ok(Ok(ends)) => {
                 for (p, end) in ends {
