@@ -11,6 +11,7 @@
 //! - If the S3Writer disappears, the reader stops too: its supervisor restarts the pair,
 //!   and the new consumer resumes from the committed offsets.
 
+mod commit;
 mod context;
 mod ledger;
 
@@ -29,6 +30,7 @@ use tokio::sync::oneshot;
 pub use context::ReaderContext;
 pub use ledger::{OwnedRecord, PartitionLedger};
 
+use commit::Committer;
 use context::{Consumed, PartitionsAssigned, PartitionsRevoked, PositionReached};
 
 use crate::config::{ChaosConfig, KafkaConfig, WriterConfig};
@@ -95,6 +97,8 @@ pub struct KafkaReader {
     lifeline: Option<Lifeline>,
     /// A periodic commit is waiting for the broker's answer.
     committing: bool,
+    /// Every commit goes through it, in order (shared with the periodic commit's task).
+    committer: Arc<Committer>,
 }
 
 impl KafkaReader {
@@ -123,6 +127,7 @@ impl KafkaReader {
             progress: ReaderProgress::default(),
             lifeline,
             committing: false,
+            committer: Arc::default(),
         };
         let poll_consumer = consumer.clone();
         let addr = Self::create(move |ctx| {
@@ -183,18 +188,14 @@ impl KafkaReader {
             .collect()
     }
 
-    /// The commit request for `due` offsets.
-    fn commit_list(&self, due: &[(i32, i64)]) -> TopicPartitionList {
-        self.tpl(&due.iter().map(|(p, o)| (*p, Some(*o))).collect::<Vec<_>>())
-    }
-
     /// Commits the watermark of the given partitions (all when `None`) and waits for the
     /// broker's answer: on revoke and shutdown, where nothing may happen before it.
     fn commit_now(&mut self, only: Option<&[i32]>) {
         let due = self.due(only);
         let Some(consumer) = self.consumer.clone().filter(|_| !due.is_empty()) else { return };
-        match consumer.commit(&self.commit_list(&due), CommitMode::Sync) {
-            Ok(()) => self.committed(&due),
+        let topic = self.spec.kafka.topic.clone();
+        match self.committer.commit(&due, |offsets| commit_sync(&consumer, &topic, offsets)) {
+            Ok(confirmed) => self.committed(&confirmed),
             Err(e) => warn!(self.spec.log, "Commit failed; it is retried with the next one."; "error" => %e),
         }
     }
@@ -203,20 +204,23 @@ impl KafkaReader {
     /// actor keeps serving acks, one at a time. Offsets count as committed only once the
     /// broker confirmed them (an asynchronous commit's `Ok` means only "queued", and
     /// rust-rdkafka does not deliver its result: fede1024/rust-rdkafka#856); a refused
-    /// commit is simply made again on the next tick.
+    /// commit is simply made again on the next tick. Should it run after a revoke's or
+    /// the shutdown's commit, the committer leaves out the offsets those passed.
     fn commit_in_background(&mut self, ctx: &mut Context<Self>) {
         if self.committing {
             return;
         }
         let due = self.due(None);
         let Some(consumer) = self.consumer.clone().filter(|_| !due.is_empty()) else { return };
-        let tpl = self.commit_list(&due);
+        let (committer, topic) = (self.committer.clone(), self.spec.kafka.topic.clone());
         self.committing = true;
-        let commit = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync));
+        let commit = tokio::task::spawn_blocking(move || {
+            committer.commit(&due, |offsets| commit_sync(&consumer, &topic, offsets))
+        });
         ctx.spawn(commit.into_actor(self).map(move |result, act, _| {
             act.committing = false;
             match result {
-                Ok(Ok(())) => act.committed(&due),
+                Ok(Ok(confirmed)) => act.committed(&confirmed),
                 Ok(Err(e)) => {
                     warn!(act.spec.log, "Commit failed; it is retried with the next one."; "error" => %e)
                 }
@@ -349,6 +353,19 @@ impl KafkaReader {
         let bound = self.spec.writer.drain_timeout();
         async move { tokio::time::timeout(bound, rx).await.is_ok() }
     }
+}
+
+/// A synchronous commit of `offsets` (partition, offset) of `topic`.
+fn commit_sync(
+    consumer: &BaseConsumer<ReaderContext>,
+    topic: &str,
+    offsets: &[(i32, i64)],
+) -> rdkafka::error::KafkaResult<()> {
+    let mut tpl = TopicPartitionList::new();
+    for &(p, o) in offsets {
+        tpl.add_partition_offset(topic, p, Offset::Offset(o))?;
+    }
+    consumer.commit(&tpl, CommitMode::Sync)
 }
 
 impl Actor for KafkaReader {
