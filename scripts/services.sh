@@ -3,10 +3,38 @@
 #   * Apache Kafka broker (KRaft, combined broker+controller, single node),
 #     assembled from its jars on Maven Central;
 #   * an S3-compatible object store (versitygw, built with `go install`;
-#     s3s-fs via `cargo install` as the alternative backend).
+#     s3s-fs via `cargo install` as the alternative backend);
+#   * kafka-secure: a second, separate single-node KRaft broker (same jars) whose
+#     client listener is SASL_SSL (SCRAM-SHA-512 and PLAIN) with a certificate from a
+#     private CA, and the StandardAuthorizer with ACLs (no ACL = denied);
+#   * s3-tls: a second versitygw serving HTTPS with a certificate from the same CA.
 #
-# Usage: scripts/services.sh start|stop|status|restart|clean [kafka|s3]
-#        (no second argument = both services)
+# Usage: scripts/services.sh start|stop|status|restart|clean [kafka|s3|kafka-secure|s3-tls]
+#        (no second argument = all four services)
+#
+# The secured services get fresh passwords, keys and certificates at each start
+# (a fresh CA too unless the other secured service is running and uses the current
+# one). Nothing secret is printed; it is all written, mode 600, under
+# $RUN_DIR/secure ($EGX_SERVICES_DIR or .cache, then run/secure), and
+#   $RUN_DIR/secure/credentials.env   (`source` it; scripts/test.sh does)
+# exports to the tests:
+#   EGX_TEST_CA                  PEM of the private CA that signed both server certs
+#   EGX_TEST_OTHER_CA            PEM of a second, unrelated CA (for "untrusted CA" tests)
+#   EGX_TEST_SECURE_KAFKA        bootstrap of the SASL_SSL listener (127.0.0.1:9094)
+#   EGX_TEST_SCRAM_USER / EGX_TEST_SCRAM_PASSWORD        SCRAM-SHA-512 user egx-scram
+#   EGX_TEST_PLAIN_USER / EGX_TEST_PLAIN_PASSWORD        PLAIN user egx-plain
+#   EGX_TEST_READONLY_USER / EGX_TEST_READONLY_PASSWORD  SCRAM-SHA-512 user egx-readonly
+#   EGX_TEST_NOGROUP_USER / EGX_TEST_NOGROUP_PASSWORD    SCRAM-SHA-512 user egx-nogroup
+#   EGX_TEST_S3_TLS              endpoint of the HTTPS S3 server (https://127.0.0.1:9443)
+#   EGX_TEST_S3_TLS_ACCESS_KEY / EGX_TEST_S3_TLS_SECRET_KEY  its root credentials
+# ACLs of kafka-secure (all PREFIXED patterns, allow; everything else is denied):
+#   egx-scram, egx-plain: topics secure-*: Read, Write, Describe, Create, DescribeConfigs;
+#                         groups secure-*: Read, Describe
+#   egx-readonly:         topics secure-*: Read, Describe; groups secure-*: Read, Describe
+#   egx-nogroup:          topics secure-*: Read, Write, Describe, Create, DescribeConfigs;
+#                         no group rights
+# No cluster ACL is granted: since Kafka 3.0 (KIP-679) Write on a topic is enough for an
+# idempotent producer. Topics are not auto-created on that broker.
 #
 # Everything (downloads, data, logs, pid files) lives under $EGX_CACHE_DIR,
 # by default <repo>/.cache, which is git-ignored. $EGX_SERVICES_DIR moves the data,
@@ -38,6 +66,14 @@ S3_READY_TIMEOUT=${S3_READY_TIMEOUT:-30}
 # S3 server implementation: versitygw (default) or s3s-fs.
 S3_BACKEND=${EGX_S3_BACKEND:-versitygw}
 STOP_TIMEOUT=${STOP_TIMEOUT:-30}
+# kafka-secure: SASL_SSL listener for clients, SASL_PLAINTEXT listener for the broker
+# itself and the admin tools (super user only), SASL_PLAINTEXT controller listener.
+KAFKA_SECURE_PORT=${KAFKA_SECURE_PORT:-9094}
+KAFKA_SECURE_INTERNAL_PORT=${KAFKA_SECURE_INTERNAL_PORT:-9095}
+KAFKA_SECURE_CONTROLLER_PORT=${KAFKA_SECURE_CONTROLLER_PORT:-9096}
+KAFKA_SECURE_HEAP_OPTS=${KAFKA_SECURE_HEAP_OPTS:--Xmx384m}
+# s3-tls: HTTPS versitygw.
+S3_TLS_PORT=${S3_TLS_PORT:-9443}
 
 REPO_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 CACHE_DIR=${EGX_CACHE_DIR:-$REPO_ROOT/.cache}
@@ -66,6 +102,24 @@ VERSITYGW_MARKER=$CACHE_DIR/bin/.installed-versitygw-$VERSITYGW_VERSION
 S3S_FS_ROOT=$CACHE_DIR/s3s-fs
 S3S_FS_BIN=$S3S_FS_ROOT/bin/s3s-fs
 S3S_FS_MARKER=$S3S_FS_ROOT/.installed-s3s-fs-$S3S_FS_VERSION
+# Shared by the secured services: the private CAs and the credentials file.
+SECURE_DIR=$RUN_DIR/secure
+SECURE_ENV=$SECURE_DIR/credentials.env
+CA_PEM=$SECURE_DIR/ca.pem
+CA_KEY=$SECURE_DIR/ca.key
+OTHER_CA_PEM=$SECURE_DIR/other-ca.pem
+KAFKA_SECURE_RUN=$RUN_DIR/kafka-secure
+KAFKA_SECURE_CONF=$KAFKA_SECURE_RUN/config
+KAFKA_SECURE_DATA=$DATA_DIR/kafka-secure
+KAFKA_SECURE_PID=$KAFKA_SECURE_RUN/kafka.pid
+KAFKA_SECURE_LOG=$KAFKA_SECURE_RUN/kafka.log          # log4j2 server log
+KAFKA_SECURE_STDOUT=$KAFKA_SECURE_RUN/kafka.stdout.log # JVM stdout/stderr
+KAFKA_SECURE_ENV=$KAFKA_SECURE_RUN/credentials.env     # written once ready
+S3_TLS_RUN=$RUN_DIR/s3-tls
+S3_TLS_DATA=$DATA_DIR/s3-tls
+S3_TLS_PID=$S3_TLS_RUN/s3.pid
+S3_TLS_LOG=$S3_TLS_RUN/s3.log
+S3_TLS_ENV=$S3_TLS_RUN/credentials.env # written once ready
 
 # ----------------------------------------------------------------- helpers --
 log() { printf '[services] %s\n' "$*"; }
@@ -586,10 +640,553 @@ s3_clean() {
   log "s3: deleted data in $S3_DATA_ROOT"
 }
 
+# ============================================================ secured PKI ==
+# Writes stdin to a file only its owner can read.
+write_secret() { # file
+  (umask 077 && cat >"$1")
+}
+
+random_secret() { openssl rand -hex 24; }
+
+secure_dirs() {
+  mkdir -p -- "$SECURE_DIR" "$KAFKA_SECURE_RUN" "$S3_TLS_RUN"
+  chmod 700 -- "$SECURE_DIR" "$KAFKA_SECURE_RUN" "$S3_TLS_RUN"
+}
+
+# openssl config of the private CAs and of the server certificates.
+pki_config() {
+  cat >"$SECURE_DIR/openssl.cnf" <<'CNF'
+# Generated by scripts/services.sh
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = egx-test
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[v3_server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+CNF
+}
+
+pki_new_ca() { # key-out, cert-out, common name
+  (umask 077 && openssl req -x509 -new -config "$SECURE_DIR/openssl.cnf" -extensions v3_ca \
+    -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -days 365 \
+    -subj "/CN=$3" -keyout "$1" -out "$2") >>"$SECURE_DIR/pki.log" 2>&1 ||
+    die "openssl could not create the CA $3 (log: $SECURE_DIR/pki.log)"
+}
+
+# A key and certificate for 127.0.0.1/localhost signed by the private CA.
+pki_server_cert() { # key-out, cert-out
+  (umask 077 && openssl req -new -config "$SECURE_DIR/openssl.cnf" \
+    -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=localhost" -keyout "$1" -out "$1.csr" &&
+    openssl x509 -req -in "$1.csr" -CA "$CA_PEM" -CAkey "$CA_KEY" \
+      -set_serial "0x$(openssl rand -hex 16)" -days 365 -sha256 \
+      -extfile "$SECURE_DIR/openssl.cnf" -extensions v3_server -out "$2") \
+    >>"$SECURE_DIR/pki.log" 2>&1 ||
+    die "openssl could not create the server certificate $2 (log: $SECURE_DIR/pki.log)"
+  rm -f -- "$1.csr"
+}
+
+# The private CA: kept while a secured service that uses it is running, else created
+# anew (with a second, unrelated CA whose key is thrown away).
+secure_pki_ensure() { # name of the service being started
+  require_tool openssl "to create the private CA and certificates of the secured services"
+  secure_dirs
+  pki_config
+  local other
+  case $1 in
+  kafka-secure) other=s3_tls_ready ;;
+  s3-tls) other=kafka_secure_ready ;;
+  esac
+  if [[ -s $CA_PEM && -s $CA_KEY && -s $OTHER_CA_PEM ]] && "$other" &&
+    openssl x509 -checkend 86400 -noout -in "$CA_PEM" >/dev/null 2>&1; then
+    return 0
+  fi
+  log "secure: creating a private CA ($CA_PEM) and an unrelated one ($OTHER_CA_PEM)"
+  rm -f -- "$CA_PEM" "$CA_KEY" "$OTHER_CA_PEM" "$SECURE_DIR/pki.log"
+  pki_new_ca "$CA_KEY" "$CA_PEM" "egx-test-ca"
+  pki_new_ca "$SECURE_DIR/other-ca.key" "$OTHER_CA_PEM" "egx-test-other-ca"
+  rm -f -- "$SECURE_DIR/other-ca.key"
+}
+
+# (Re)writes $SECURE_ENV from the CA and the credentials of the secured services that
+# are up; removes it when neither is.
+secure_write_env() {
+  [[ -d $SECURE_DIR ]] || return 0
+  if [[ ! -f $KAFKA_SECURE_ENV && ! -f $S3_TLS_ENV ]]; then
+    rm -f -- "$SECURE_ENV"
+    return 0
+  fi
+  {
+    echo "# Generated by scripts/services.sh at each start of kafka-secure / s3-tls. Secret."
+    printf 'export EGX_TEST_CA=%q\n' "$CA_PEM"
+    printf 'export EGX_TEST_OTHER_CA=%q\n' "$OTHER_CA_PEM"
+    cat -- "$KAFKA_SECURE_ENV" "$S3_TLS_ENV" 2>/dev/null || true
+  } | write_secret "$SECURE_ENV.tmp"
+  mv -f -- "$SECURE_ENV.tmp" "$SECURE_ENV"
+}
+
+# ============================================================ kafka-secure ==
+KAFKA_SECURE_PATTERN="kafka.Kafka $KAFKA_SECURE_CONF/server.properties"
+KAFKA_SECURE_ADMIN=egx-admin # super user, only on the internal listener
+
+kafka_secure_tool() { # main-class-or-@argfile args...
+  java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Dlog4j2.configurationFile="$KAFKA_SECURE_CONF/tools-log4j2.properties" \
+    -cp "$KAFKA_LIBS/*" "$@"
+}
+
+# Fresh passwords, keystore and configuration; the format arguments (with the SCRAM
+# passwords) go to a java @argfile so they never appear on a command line.
+kafka_secure_write_config() {
+  local admin_pw scram_pw plain_pw readonly_pw nogroup_pw store_pw jaas_admin cluster_id
+  admin_pw=$(random_secret)
+  scram_pw=$(random_secret)
+  plain_pw=$(random_secret)
+  readonly_pw=$(random_secret)
+  nogroup_pw=$(random_secret)
+  store_pw=$(random_secret)
+  rm -rf -- "$KAFKA_SECURE_CONF"
+  mkdir -p -- "$KAFKA_SECURE_CONF"
+  chmod 700 -- "$KAFKA_SECURE_CONF"
+  mkdir -p -- "$KAFKA_SECURE_DATA"
+
+  pki_server_cert "$KAFKA_SECURE_CONF/server.key" "$KAFKA_SECURE_CONF/server.pem"
+  STORE_PW=$store_pw openssl pkcs12 -export -name kafka \
+    -in "$KAFKA_SECURE_CONF/server.pem" -inkey "$KAFKA_SECURE_CONF/server.key" \
+    -certfile "$CA_PEM" -passout env:STORE_PW \
+    -out "$KAFKA_SECURE_CONF/server.p12" >>"$SECURE_DIR/pki.log" 2>&1 ||
+    die "kafka-secure: openssl could not write the PKCS12 keystore (log: $SECURE_DIR/pki.log)"
+  chmod 600 -- "$KAFKA_SECURE_CONF/server.p12"
+
+  jaas_admin="org.apache.kafka.common.security.plain.PlainLoginModule required username=\"$KAFKA_SECURE_ADMIN\" password=\"$admin_pw\" user_$KAFKA_SECURE_ADMIN=\"$admin_pw\";"
+  write_secret "$KAFKA_SECURE_CONF/server.properties" <<EOP
+# Generated by scripts/services.sh -- single-node KRaft (combined mode) with SASL_SSL
+# for clients, the StandardAuthorizer and ACLs. Secret: regenerated at each start.
+process.roles=broker,controller
+node.id=1
+listeners=SECURE://127.0.0.1:$KAFKA_SECURE_PORT,INTERNAL://127.0.0.1:$KAFKA_SECURE_INTERNAL_PORT,CONTROLLER://127.0.0.1:$KAFKA_SECURE_CONTROLLER_PORT
+advertised.listeners=SECURE://127.0.0.1:$KAFKA_SECURE_PORT,INTERNAL://127.0.0.1:$KAFKA_SECURE_INTERNAL_PORT
+listener.security.protocol.map=SECURE:SASL_SSL,INTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+inter.broker.listener.name=INTERNAL
+controller.listener.names=CONTROLLER
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_SECURE_CONTROLLER_PORT
+sasl.mechanism.inter.broker.protocol=PLAIN
+sasl.mechanism.controller.protocol=PLAIN
+
+listener.name.secure.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.secure.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.secure.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_egx-plain="$plain_pw";
+listener.name.secure.ssl.keystore.type=PKCS12
+listener.name.secure.ssl.keystore.location=$KAFKA_SECURE_CONF/server.p12
+listener.name.secure.ssl.keystore.password=$store_pw
+listener.name.secure.ssl.key.password=$store_pw
+listener.name.secure.ssl.client.auth=none
+listener.name.internal.sasl.enabled.mechanisms=PLAIN
+listener.name.internal.plain.sasl.jaas.config=$jaas_admin
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=$jaas_admin
+
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:$KAFKA_SECURE_ADMIN
+
+log.dirs=$KAFKA_SECURE_DATA
+num.partitions=3
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=5
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=5
+group.initial.rebalance.delay.ms=0
+EOP
+
+  cat >"$KAFKA_SECURE_CONF/log4j2.properties" <<EOP
+# Generated by scripts/services.sh -- broker log goes to $KAFKA_SECURE_LOG
+status = warn
+name = egx-kafka-secure
+shutdownHook = disable
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = $KAFKA_SECURE_LOG
+appender.file.append = true
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+EOP
+  cat >"$KAFKA_SECURE_CONF/tools-log4j2.properties" <<EOP
+status = warn
+name = egx-kafka-secure-tools
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.err.ref = STDERR
+EOP
+  # Admin tools: the super user on the internal listener.
+  write_secret "$KAFKA_SECURE_CONF/admin.properties" <<EOP
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=PLAIN
+sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$KAFKA_SECURE_ADMIN" password="$admin_pw";
+request.timeout.ms=5000
+default.api.timeout.ms=10000
+EOP
+  # Readiness check: a test user over SASL_SSL, trusting only the private CA.
+  write_secret "$KAFKA_SECURE_CONF/client.properties" <<EOP
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="egx-scram" password="$scram_pw";
+ssl.truststore.type=PEM
+ssl.truststore.location=$CA_PEM
+request.timeout.ms=5000
+default.api.timeout.ms=10000
+EOP
+  cluster_id=$(kafka_secure_tool kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
+  [[ -n $cluster_id ]] || die "kafka-secure: StorageTool random-uuid produced no cluster id"
+  # StorageTool format arguments, SCRAM users included (java @argfile: not in `ps`).
+  write_secret "$KAFKA_SECURE_CONF/format.args" <<EOP
+kafka.tools.StorageTool
+format
+--standalone
+--cluster-id
+$cluster_id
+--config
+$KAFKA_SECURE_CONF/server.properties
+--add-scram
+SCRAM-SHA-512=[name=egx-scram,password=$scram_pw]
+--add-scram
+SCRAM-SHA-512=[name=egx-readonly,password=$readonly_pw]
+--add-scram
+SCRAM-SHA-512=[name=egx-nogroup,password=$nogroup_pw]
+EOP
+  # What the tests get once the broker is ready.
+  write_secret "$KAFKA_SECURE_ENV.pending" <<EOP
+export EGX_TEST_SECURE_KAFKA=127.0.0.1:$KAFKA_SECURE_PORT
+export EGX_TEST_SCRAM_USER=egx-scram
+export EGX_TEST_SCRAM_PASSWORD=$scram_pw
+export EGX_TEST_PLAIN_USER=egx-plain
+export EGX_TEST_PLAIN_PASSWORD=$plain_pw
+export EGX_TEST_READONLY_USER=egx-readonly
+export EGX_TEST_READONLY_PASSWORD=$readonly_pw
+export EGX_TEST_NOGROUP_USER=egx-nogroup
+export EGX_TEST_NOGROUP_PASSWORD=$nogroup_pw
+EOP
+}
+
+# Fresh storage at each start: the SCRAM users are part of the bootstrap metadata.
+kafka_secure_format() {
+  local flog=$KAFKA_SECURE_RUN/format.log
+  rm -rf -- "$KAFKA_SECURE_DATA"
+  mkdir -p -- "$KAFKA_SECURE_DATA"
+  local rc=0
+  # The tool prints the bootstrap records; keep the SCRAM salts and keys out of the log.
+  kafka_secure_tool "@$KAFKA_SECURE_CONF/format.args" 2>&1 |
+    sed -E "s/(UserScramCredentialRecord\(name='[^']*', mechanism=[0-9]+)[^)]*\)/\1, <salt and keys redacted>)/g" \
+      >"$flog" || rc=$?
+  rm -f -- "$KAFKA_SECURE_CONF/format.args"
+  if ((rc != 0)); then
+    tail -n 20 "$flog" >&2
+    die "kafka-secure: storage format failed (log: $flog)"
+  fi
+}
+
+# The ACLs (see the top of this file), through the internal listener as the super user.
+kafka_secure_acls() {
+  local acl=(org.apache.kafka.tools.AclCommand
+    --bootstrap-server "127.0.0.1:$KAFKA_SECURE_INTERNAL_PORT"
+    --command-config "$KAFKA_SECURE_CONF/admin.properties" --add
+    --resource-pattern-type prefixed)
+  kafka_secure_tool "${acl[@]}" --topic secure- --group secure- \
+    --allow-principal User:egx-scram --allow-principal User:egx-plain \
+    --allow-principal User:egx-readonly \
+    --operation Read --operation Describe &&
+    kafka_secure_tool "${acl[@]}" --topic secure- \
+      --allow-principal User:egx-scram --allow-principal User:egx-plain \
+      --allow-principal User:egx-nogroup \
+      --operation Write --operation Create --operation DescribeConfigs --operation Read \
+      --operation Describe
+}
+
+# Real metadata request over SASL_SSL as egx-scram, trusting only the private CA.
+kafka_secure_answers() {
+  kafka_secure_tool org.apache.kafka.tools.TopicCommand \
+    --bootstrap-server "127.0.0.1:$KAFKA_SECURE_PORT" \
+    --command-config "$KAFKA_SECURE_CONF/client.properties" --list >/dev/null 2>&1
+}
+
+kafka_secure_fail() { # pid-or-empty, why
+  {
+    echo "---- tail of $KAFKA_SECURE_LOG ----"
+    tail -n 30 "$KAFKA_SECURE_LOG" 2>/dev/null || true
+    echo "---- tail of $KAFKA_SECURE_STDOUT ----"
+    tail -n 20 "$KAFKA_SECURE_STDOUT" 2>/dev/null || true
+    if [[ -s $KAFKA_SECURE_RUN/acl.log ]]; then
+      echo "---- tail of $KAFKA_SECURE_RUN/acl.log ----"
+      tail -n 20 "$KAFKA_SECURE_RUN/acl.log"
+    fi
+  } >&2
+  printf '[services] error: kafka-secure: %s\n' "$2" >&2
+  return 1
+}
+
+# Wait until both listeners accept connections, create the ACLs, then check a real
+# request over SASL_SSL; on failure print the log tails and return 1.
+kafka_secure_wait_ready() { # pid
+  local deadline=$((SECONDS + KAFKA_READY_TIMEOUT))
+  until port_open "$KAFKA_SECURE_PORT" && port_open "$KAFKA_SECURE_INTERNAL_PORT"; do
+    kill -0 "$1" 2>/dev/null || kafka_secure_fail "$1" "broker process $1 exited during startup" || return 1
+    ((SECONDS < deadline)) || kafka_secure_fail "$1" "broker not listening after ${KAFKA_READY_TIMEOUT}s" || return 1
+    sleep 0.5
+  done
+  : >"$KAFKA_SECURE_RUN/acl.log"
+  until kafka_secure_acls >>"$KAFKA_SECURE_RUN/acl.log" 2>&1; do
+    kill -0 "$1" 2>/dev/null || kafka_secure_fail "$1" "broker process $1 exited during startup" || return 1
+    ((SECONDS < deadline)) || kafka_secure_fail "$1" "could not create the ACLs within ${KAFKA_READY_TIMEOUT}s" || return 1
+    sleep 1
+  done
+  until kafka_secure_answers; do
+    kill -0 "$1" 2>/dev/null || kafka_secure_fail "$1" "broker process $1 exited during startup" || return 1
+    ((SECONDS < deadline)) || kafka_secure_fail "$1" "no answer over SASL_SSL on 127.0.0.1:$KAFKA_SECURE_PORT after ${KAFKA_READY_TIMEOUT}s" || return 1
+    sleep 1
+  done
+}
+
+# True if the broker is up and was fully set up (its credentials are written).
+kafka_secure_ready() {
+  live_pid "$KAFKA_SECURE_PID" "$KAFKA_SECURE_PATTERN" >/dev/null &&
+    [[ -f $KAFKA_SECURE_ENV ]] && port_open "$KAFKA_SECURE_PORT"
+}
+
+kafka_secure_start() {
+  local pid
+  if pid=$(live_pid "$KAFKA_SECURE_PID" "$KAFKA_SECURE_PATTERN"); then
+    if [[ -f $KAFKA_SECURE_ENV ]] && port_open "$KAFKA_SECURE_PORT"; then
+      log "kafka-secure: already running (pid $pid, SASL_SSL 127.0.0.1:$KAFKA_SECURE_PORT)"
+      secure_write_env
+      return 0
+    fi
+    # Up but never finished its setup (an interrupted start): start it afresh.
+    warn "kafka-secure: process $pid is up but not fully set up; restarting it"
+    kafka_secure_stop
+  fi
+  rm -f -- "$KAFKA_SECURE_PID" "$KAFKA_SECURE_ENV"
+  secure_write_env
+  require_java
+  ensure_port_free "$KAFKA_SECURE_PORT" "the secured Kafka broker (SASL_SSL)" KAFKA_SECURE_PORT
+  ensure_port_free "$KAFKA_SECURE_INTERNAL_PORT" "the secured Kafka broker (internal listener)" KAFKA_SECURE_INTERNAL_PORT
+  ensure_port_free "$KAFKA_SECURE_CONTROLLER_PORT" "the secured Kafka controller" KAFKA_SECURE_CONTROLLER_PORT
+  kafka_install
+  secure_pki_ensure kafka-secure
+  kafka_secure_write_config
+  kafka_secure_format
+  log "kafka-secure: starting broker with SASL_SSL on 127.0.0.1:$KAFKA_SECURE_PORT (internal :$KAFKA_SECURE_INTERNAL_PORT, controller :$KAFKA_SECURE_CONTROLLER_PORT), log: $KAFKA_SECURE_LOG"
+  local heap
+  read -r -a heap <<<"$KAFKA_SECURE_HEAP_OPTS"
+  spawn "$KAFKA_SECURE_PID" "$KAFKA_SECURE_STDOUT" \
+    java "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_SECURE_CONF/log4j2.properties" \
+    -Dkafka.logs.dir="$KAFKA_SECURE_RUN" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_SECURE_CONF/server.properties"
+  pid=$(cat -- "$KAFKA_SECURE_PID")
+  if ! kafka_secure_wait_ready "$pid"; then
+    kafka_secure_stop >&2 # do not leave a half-started broker behind
+    exit 1
+  fi
+  mv -f -- "$KAFKA_SECURE_ENV.pending" "$KAFKA_SECURE_ENV"
+  secure_write_env
+  log "kafka-secure: ready on 127.0.0.1:$KAFKA_SECURE_PORT (pid $pid, SASL_SSL with SCRAM-SHA-512 and PLAIN, ACLs; credentials: $SECURE_ENV)"
+}
+
+kafka_secure_stop() {
+  stop_pid kafka-secure "$KAFKA_SECURE_PID" "$KAFKA_SECURE_PATTERN"
+  rm -f -- "$KAFKA_SECURE_ENV" "$KAFKA_SECURE_ENV.pending"
+  secure_write_env
+  secure_drop_ca_key
+}
+
+kafka_secure_status() {
+  local pid
+  if pid=$(live_pid "$KAFKA_SECURE_PID" "$KAFKA_SECURE_PATTERN"); then
+    if [[ -f $KAFKA_SECURE_ENV ]] && port_open "$KAFKA_SECURE_PORT"; then
+      log "kafka-secure: running (pid $pid, SASL_SSL 127.0.0.1:$KAFKA_SECURE_PORT, log $KAFKA_SECURE_LOG, credentials $SECURE_ENV)"
+      return 0
+    fi
+    if [[ ! -f $KAFKA_SECURE_ENV ]]; then
+      log "kafka-secure: process $pid alive but its start did not finish (no credentials written; run '$0 start kafka-secure')"
+    else
+      log "kafka-secure: process $pid alive but port $KAFKA_SECURE_PORT not answering (log $KAFKA_SECURE_LOG)"
+    fi
+    return 1
+  fi
+  if port_open "$KAFKA_SECURE_PORT"; then
+    log "kafka-secure: not running (port $KAFKA_SECURE_PORT is used by another process)"
+  else
+    log "kafka-secure: not running"
+  fi
+  return 1
+}
+
+kafka_secure_clean() {
+  kafka_secure_stop
+  rm -rf -- "$KAFKA_SECURE_DATA" "$KAFKA_SECURE_RUN"
+  log "kafka-secure: deleted data in $KAFKA_SECURE_DATA and $KAFKA_SECURE_RUN"
+  secure_clean_shared
+}
+
+# ================================================================== s3-tls ==
+S3_TLS_PATTERN="posix $S3_TLS_DATA"
+
+# True if the server answers HTTPS with a certificate the private CA vouches for.
+https_answers() { # port
+  local code
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 \
+    --cacert "$CA_PEM" "https://127.0.0.1:$1/" 2>/dev/null) || return 1
+  [[ $code =~ ^[1-5][0-9][0-9]$ ]]
+}
+
+s3_tls_ready() {
+  live_pid "$S3_TLS_PID" "$S3_TLS_PATTERN" >/dev/null &&
+    [[ -f $S3_TLS_ENV ]] && https_answers "$S3_TLS_PORT"
+}
+
+s3_tls_wait_ready() { # pid
+  local deadline=$((SECONDS + S3_READY_TIMEOUT)) why
+  why="server not answering HTTPS on 127.0.0.1:$S3_TLS_PORT after ${S3_READY_TIMEOUT}s"
+  while ((SECONDS < deadline)); do
+    if ! kill -0 "$1" 2>/dev/null; then
+      why="server process $1 exited during startup"
+      break
+    fi
+    https_answers "$S3_TLS_PORT" && return 0
+    sleep 0.5
+  done
+  {
+    echo "---- tail of $S3_TLS_LOG ----"
+    tail -n 30 "$S3_TLS_LOG" 2>/dev/null || true
+  } >&2
+  printf '[services] error: s3-tls: %s\n' "$why" >&2
+  return 1
+}
+
+s3_tls_start() {
+  local pid
+  if pid=$(live_pid "$S3_TLS_PID" "$S3_TLS_PATTERN"); then
+    if [[ -f $S3_TLS_ENV ]] && https_answers "$S3_TLS_PORT"; then
+      log "s3-tls: already running (pid $pid, https://127.0.0.1:$S3_TLS_PORT)"
+      secure_write_env
+      return 0
+    fi
+    warn "s3-tls: process $pid is up but not fully set up; restarting it"
+    s3_tls_stop
+  fi
+  rm -f -- "$S3_TLS_PID" "$S3_TLS_ENV"
+  secure_write_env
+  require_tool curl "to check that the HTTPS S3 server answers"
+  ensure_port_free "$S3_TLS_PORT" "the HTTPS S3 server" S3_TLS_PORT
+  versitygw_install
+  secure_pki_ensure s3-tls
+  mkdir -p -- "$S3_TLS_DATA"
+  pki_server_cert "$S3_TLS_RUN/server.key" "$S3_TLS_RUN/server.pem"
+  local access_key secret_key
+  access_key=egx$(openssl rand -hex 8)
+  secret_key=$(random_secret)
+  log "s3-tls: starting versitygw on https://127.0.0.1:$S3_TLS_PORT (data $S3_TLS_DATA), log: $S3_TLS_LOG"
+  # Credentials go through the environment so they do not show in `ps`.
+  ROOT_ACCESS_KEY=$access_key ROOT_SECRET_KEY=$secret_key \
+    spawn "$S3_TLS_PID" "$S3_TLS_LOG" "$VERSITYGW_BIN" \
+    --port "127.0.0.1:$S3_TLS_PORT" --region "$S3_REGION" \
+    --cert "$S3_TLS_RUN/server.pem" --key "$S3_TLS_RUN/server.key" \
+    posix "$S3_TLS_DATA"
+  pid=$(cat -- "$S3_TLS_PID")
+  if ! s3_tls_wait_ready "$pid"; then
+    s3_tls_stop >&2 # do not leave a half-started server behind
+    exit 1
+  fi
+  write_secret "$S3_TLS_ENV" <<EOP
+export EGX_TEST_S3_TLS=https://127.0.0.1:$S3_TLS_PORT
+export EGX_TEST_S3_TLS_ACCESS_KEY=$access_key
+export EGX_TEST_S3_TLS_SECRET_KEY=$secret_key
+EOP
+  secure_write_env
+  log "s3-tls: ready on https://127.0.0.1:$S3_TLS_PORT (pid $pid, region $S3_REGION, path-style; credentials: $SECURE_ENV)"
+}
+
+s3_tls_stop() {
+  stop_pid s3-tls "$S3_TLS_PID" "$S3_TLS_PATTERN"
+  rm -f -- "$S3_TLS_ENV"
+  secure_write_env
+  secure_drop_ca_key
+}
+
+s3_tls_status() {
+  local pid
+  if pid=$(live_pid "$S3_TLS_PID" "$S3_TLS_PATTERN"); then
+    if [[ -f $S3_TLS_ENV ]] && https_answers "$S3_TLS_PORT"; then
+      log "s3-tls: running (pid $pid, https://127.0.0.1:$S3_TLS_PORT, log $S3_TLS_LOG, credentials $SECURE_ENV)"
+      return 0
+    fi
+    if [[ ! -f $S3_TLS_ENV ]]; then
+      log "s3-tls: process $pid alive but its start did not finish (no credentials written; run '$0 start s3-tls')"
+    else
+      log "s3-tls: process $pid alive but not answering HTTPS on port $S3_TLS_PORT (log $S3_TLS_LOG)"
+    fi
+    return 1
+  fi
+  if port_open "$S3_TLS_PORT"; then
+    log "s3-tls: not running (port $S3_TLS_PORT is used by another process)"
+  else
+    log "s3-tls: not running"
+  fi
+  return 1
+}
+
+s3_tls_clean() {
+  s3_tls_stop
+  rm -rf -- "$S3_TLS_DATA" "$S3_TLS_RUN"
+  log "s3-tls: deleted data in $S3_TLS_DATA and $S3_TLS_RUN"
+  secure_clean_shared
+}
+
+# The CA's private key goes once no secured service is left (a start makes a new CA).
+secure_drop_ca_key() {
+  if ! live_pid "$KAFKA_SECURE_PID" "$KAFKA_SECURE_PATTERN" >/dev/null &&
+    ! live_pid "$S3_TLS_PID" "$S3_TLS_PATTERN" >/dev/null; then
+    rm -f -- "$CA_KEY"
+  fi
+}
+
+# The CAs go once no secured service is left.
+secure_clean_shared() {
+  if ! live_pid "$KAFKA_SECURE_PID" "$KAFKA_SECURE_PATTERN" >/dev/null &&
+    ! live_pid "$S3_TLS_PID" "$S3_TLS_PATTERN" >/dev/null; then
+    rm -rf -- "$SECURE_DIR"
+  fi
+}
+
 # ==================================================================== main ==
 usage() {
   cat >&2 <<EOF
-usage: $0 start|stop|status|restart|clean [kafka|s3]
+usage: $0 start|stop|status|restart|clean [kafka|s3|kafka-secure|s3-tls]
   start    install if needed, start and wait until ready (no-op if running)
   stop     stop (SIGTERM, then SIGKILL after ${STOP_TIMEOUT}s)
   status   show state; exit 0 only if every selected service is running
@@ -597,6 +1194,8 @@ usage: $0 start|stop|status|restart|clean [kafka|s3]
   clean    stop and delete data dirs and logs (installed binaries are kept)
 env: KAFKA_PORT ($KAFKA_PORT) KAFKA_CONTROLLER_PORT ($KAFKA_CONTROLLER_PORT)
      S3_PORT ($S3_PORT) S3_ACCESS_KEY S3_SECRET_KEY EGX_S3_BACKEND ($S3_BACKEND)
+     KAFKA_SECURE_PORT ($KAFKA_SECURE_PORT) KAFKA_SECURE_INTERNAL_PORT ($KAFKA_SECURE_INTERNAL_PORT)
+     KAFKA_SECURE_CONTROLLER_PORT ($KAFKA_SECURE_CONTROLLER_PORT) S3_TLS_PORT ($S3_TLS_PORT)
      EGX_CACHE_DIR ($CACHE_DIR) EGX_SERVICES_DIR ($STATE_DIR)
 EOF
   exit 2
@@ -606,10 +1205,11 @@ main() {
   (($# >= 1 && $# <= 2)) || usage
   local action=$1 services
   case ${2:-all} in
-  all) services=(kafka s3) ;;
-  kafka | s3) services=("$2") ;;
+  all) services=(kafka s3 kafka-secure s3-tls) ;;
+  kafka | s3 | kafka-secure | s3-tls) services=("$2") ;;
   *) usage ;;
   esac
+  services=("${services[@]//-/_}") # kafka-secure -> kafka_secure_start, ...
   local svc rc=0
   case $action in
   start) for svc in "${services[@]}"; do "${svc}_start"; done ;;

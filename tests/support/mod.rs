@@ -5,6 +5,7 @@
 
 pub mod fake_tradingview;
 pub mod latency_proxy;
+pub mod secure;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
