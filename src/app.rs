@@ -274,7 +274,13 @@ async fn pipeline(settings: Settings, plan: Plan, reload: Reload, log: Logger) -
         metrics: metrics.clone(),
         log: log.clone(),
     };
-    start_admin(&settings.admin, metrics, Readiness { consumes: plan.consume }, &log).await?;
+    start_admin(
+        &settings.admin,
+        metrics,
+        Readiness { consumes: plan.consume, stall_after: settings.writer.stall_timeout() },
+        &log,
+    )
+    .await?;
     let (supervisor, exit) = Supervisor::start(spec)?;
     tokio::pin!(exit);
     let outcome = loop {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use egx_actors::config::ChaosConfig;
 use egx_actors::key::ObjectKey;
-use egx_actors::sink::{ObjectSink, Origin, PutOutcome, SinkError};
+use egx_actors::sink::{FailureKind, ObjectSink, Origin, PutOutcome, SinkError};
 use egx_actors::supervisor::{PipelineExit, Supervisor};
 use egx_actors::KeyTemplate;
 use futures::future::BoxFuture;
@@ -41,6 +41,7 @@ impl ObjectSink for FlakySink {
                     operation: "PUT",
                     target,
                     detail: "injected failure".into(),
+                    kind: FailureKind::ServerError,
                 })
             }
             .boxed();

@@ -115,6 +115,159 @@ async fn readiness_follows_the_object_store() {
     assert!(consume.wait().expect("exits").success());
 }
 
+/// A consumer started while the object store is down stays up, reports not ready with
+/// the reason, joins the group only once the store answers (so partitions go to members
+/// that can write), then writes everything.
+#[tokio::test]
+#[ignore = "needs real Kafka and S3: run scripts/test.sh"]
+async fn a_consumer_started_during_a_store_outage_waits_for_the_store() {
+    let mut s3 = support::PrivateS3::start();
+    s3.stop();
+    let (topic, bucket, group) =
+        (support::unique("egx-wait"), support::unique("egx-wait"), support::unique("g"));
+    support::create_topic(&topic, 3).await;
+    let messages: Vec<(String, String)> = (0..30)
+        .map(|i| {
+            let symbol = format!("W{:02}", i % 10);
+            let body = format!(
+                r#"{{"symbol":"{symbol}","interval":"Daily","datetime":"2025-01-{:02}","open":1,"high":1,"low":1,"close":1}}"#,
+                1 + i / 10
+            );
+            (symbol, body)
+        })
+        .collect();
+    let refs: Vec<(Option<&[u8]>, &[u8])> =
+        messages.iter().map(|(k, v)| (Some(k.as_bytes()), v.as_bytes())).collect();
+    support::produce(&topic, &refs).await;
+    let port = support::free_port();
+    let cfg = support::config_file(
+        &topic,
+        &bucket,
+        &group,
+        "[writer]
+commit_interval_ms = 100
+",
+    );
+    let mut consume = spawn(
+        support::binary()
+            .env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
+            .env("MINIO_ENDPOINT", s3.endpoint())
+            .arg("--config")
+            .arg(cfg.path())
+            .arg("consume"),
+    );
+    let ready = || support::http_get(port, "/readyz");
+    wait_for("not ready: the store is down", Duration::from_secs(60), || {
+        ready().is_some_and(|(s, body)| s == 503 && body.contains("object store"))
+    })
+    .await;
+    // Two store checks later (the first retries come within a second) it is still up,
+    // still outside the group.
+    let metrics = || support::http_get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
+    wait_for("a few store checks", Duration::from_secs(30), || {
+        support::metric_sum(&metrics(), "egx_store_checks_total") >= 3.0
+    })
+    .await;
+    assert!(consume.try_wait().expect("wait").is_none(), "the consumer keeps running");
+    let (_, members) = crate::reliability::group_members(&support::kafka(), &group);
+    assert!(members.is_empty(), "no group member before the store answers: {members:?}");
+
+    s3.resume();
+    let (g, t) = (group.clone(), topic.clone());
+    wait_for("everything committed once the store is back", Duration::from_secs(60), move || {
+        support::committed(&g, &t, 3) == support::end_offsets(&t)
+    })
+    .await;
+    wait_for("ready once writing", Duration::from_secs(30), || ready().is_some_and(|(s, _)| s == 200)).await;
+    terminate(&mut consume, "-TERM");
+    assert!(consume.wait().expect("exits").success());
+    let written = support::list_keys(&support::s3_at(&s3.endpoint()).await, &bucket, "streaming/").await;
+    assert_eq!(written.len(), 30);
+}
+
+/// A stall is never silent: with the store down, the age of the oldest unconfirmed write
+/// grows, readiness fails past `writer.stall_timeout_secs` naming the stall, failed
+/// attempts are counted by class, and the log carries the first failure and periodic
+/// summaries instead of a warning per attempt; all of it clears once writes succeed again.
+#[tokio::test]
+#[ignore = "needs real Kafka and S3: run scripts/test.sh"]
+async fn a_stalled_writer_is_seen_in_metrics_readiness_and_a_quiet_log() {
+    let mut s3 = support::PrivateS3::start();
+    let (topic, bucket, group) =
+        (support::unique("egx-stall"), support::unique("egx-stall"), support::unique("g"));
+    support::create_topic(&topic, 3).await;
+    let port = support::free_port();
+    let stall_secs = 2;
+    let cfg = support::config_file(
+        &topic,
+        &bucket,
+        &group,
+        &format!(
+            "[writer]
+stall_timeout_secs = {stall_secs}
+retry_initial_ms = 20
+retry_max_ms = 200
+"
+        ),
+    );
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let mut consume = support::binary()
+        .env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
+        .env("MINIO_ENDPOINT", s3.endpoint())
+        .arg("--config")
+        .arg(cfg.path())
+        .arg("consume")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().expect("log"))
+        .spawn()
+        .expect("consume starts");
+    let ready = || support::http_get(port, "/readyz");
+    wait_for("ready", Duration::from_secs(60), || ready().is_some_and(|(s, _)| s == 200)).await;
+    s3.stop();
+    let bars: Vec<(String, String)> = (0..20)
+        .map(|i| {
+            let symbol = format!("T{:02}", i % 10);
+            let body = format!(
+                r#"{{"symbol":"{symbol}","interval":"Daily","datetime":"2025-02-{:02}","open":1,"high":1,"low":1,"close":1}}"#,
+                1 + i / 10
+            );
+            (symbol, body)
+        })
+        .collect();
+    let refs: Vec<(Option<&[u8]>, &[u8])> =
+        bars.iter().map(|(k, v)| (Some(k.as_bytes()), v.as_bytes())).collect();
+    support::produce(&topic, &refs).await;
+    wait_for("not ready: writes stalled", Duration::from_secs(60), || {
+        ready().is_some_and(|(s, body)| s == 503 && body.contains("object writes stalled"))
+    })
+    .await;
+    let metrics = || support::http_get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
+    // Retries every 20-200 ms: a per-attempt warning would give hundreds of lines by now.
+    wait_for("200 failed attempts", Duration::from_secs(60), || {
+        support::metric_sum(&metrics(), "egx_object_write_errors_total{class=\"unreachable\"}") >= 200.0
+    })
+    .await;
+    let m = metrics();
+    assert!(support::metric_sum(&m, "egx_oldest_write_age_seconds") >= stall_secs as f64, "{m}");
+    let text = std::fs::read_to_string(log.path()).expect("log");
+    let warnings = text.lines().filter(|l| l.contains("WARN") && l.contains("Object write")).count();
+    assert!(
+        (1..=10).contains(&warnings),
+        "the first failure and a few summaries, not one per attempt: {warnings}\n{text}"
+    );
+
+    s3.resume();
+    wait_for("ready again, nothing in flight", Duration::from_secs(60), || {
+        ready().is_some_and(|(s, _)| s == 200)
+            && support::metric_sum(&metrics(), "egx_oldest_write_age_seconds") == 0.0
+    })
+    .await;
+    let text = std::fs::read_to_string(log.path()).expect("log");
+    assert!(text.contains("Object writes succeed again."), "{text}");
+    terminate(&mut consume, "-TERM");
+    assert!(consume.wait().expect("exits").success());
+}
+
 /// `produce --shard 0/2` and `--shard 1/2` together publish every symbol exactly once.
 #[tokio::test]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]

@@ -51,21 +51,31 @@ impl AdminConfig {
 pub struct Readiness {
     /// The pipeline consumes, so it must hold partitions and reach the store.
     pub consumes: bool,
+    /// Not ready once the oldest unconfirmed write has waited this long
+    /// (`writer.stall_timeout_secs`); None = never.
+    pub stall_after: Option<Duration>,
 }
 
 impl Readiness {
     /// The reasons the pipeline is not ready (empty = ready).
-    pub fn problems(&self, metrics: &Metrics) -> Vec<&'static str> {
+    pub fn problems(&self, metrics: &Metrics) -> Vec<String> {
         let up = |dep: &str| metrics.up.with_label_values(&[dep]).get() == 1;
         let mut problems = Vec::new();
         if !up("kafka") {
-            problems.push("kafka is not reachable");
+            problems.push("kafka is not reachable".to_string());
         }
         if self.consumes && !up("store") {
-            problems.push("the object store is not reachable");
+            problems.push("the object store is not reachable".to_string());
         }
         if self.consumes && metrics.assigned_partitions.get() == 0 {
-            problems.push("no partitions assigned");
+            problems.push("no partitions assigned".to_string());
+        }
+        let age = metrics.oldest_write_age.get();
+        if let Some(limit) = self.stall_after.filter(|l| self.consumes && age >= l.as_secs_f64()) {
+            problems.push(format!(
+                "object writes stalled: the oldest has waited {age:.0} s (writer.stall_timeout_secs = {})",
+                limit.as_secs()
+            ));
         }
         problems
     }
@@ -148,7 +158,8 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let metrics = Arc::new(Metrics::new().unwrap());
         let log = Logger::root(slog::Discard, slog::o!());
-        actix::spawn(serve(listener, metrics.clone(), Readiness { consumes: true }, log));
+        let readiness = Readiness { consumes: true, stall_after: Some(Duration::from_secs(60)) };
+        actix::spawn(serve(listener, metrics.clone(), readiness, log));
         metrics.records_written.inc_by(7);
         let m = get(addr, "/metrics").await;
         assert!(m.starts_with("HTTP/1.1 200 OK") && m.contains("egx_records_written_total 7"), "{m}");
@@ -159,6 +170,14 @@ mod tests {
         metrics.up.with_label_values(&["kafka"]).set(1);
         metrics.up.with_label_values(&["store"]).set(1);
         metrics.assigned_partitions.set(2);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200 OK"));
+        metrics.oldest_write_age.set(61.0);
+        let stalled = get(addr, "/readyz").await;
+        assert!(
+            stalled.starts_with("HTTP/1.1 503") && stalled.contains("object writes stalled"),
+            "{stalled}"
+        );
+        metrics.oldest_write_age.set(0.0);
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200 OK"));
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
     }

@@ -26,8 +26,15 @@ pub struct Metrics {
     pub records_written: IntCounter,
     /// Records sent to the dead-letter topic.
     pub records_dead_lettered: IntCounter,
-    /// Failed object writes (each is retried).
-    pub write_errors: IntCounter,
+    /// Failed object writes (each is retried), by class of the store's answer.
+    pub write_errors: IntCounterVec,
+    /// Object writes by what they did (created, unchanged, replaced, superseded, abandoned).
+    pub writes: IntCounterVec,
+    /// Age of the oldest record handed to the writer and not yet confirmed (0 when none):
+    /// how long the commit has not moved.
+    pub oldest_write_age: prometheus::Gauge,
+    /// Checks of the object store (at start, then every few seconds), by outcome.
+    pub store_checks: IntCounterVec,
     /// Duration of successful object writes, retries included.
     pub write_seconds: Histogram,
     /// Per partition: the topic's end offset minus the written watermark.
@@ -110,10 +117,31 @@ impl Metrics {
                 "egx_records_dead_lettered_total",
                 "Records sent to the dead-letter topic.",
             )?,
-            write_errors: counter(
+            write_errors: counter_vec(
                 &r,
                 "egx_object_write_errors_total",
-                "Failed object writes (each is retried).",
+                "Failed object writes (each is retried), by class: forbidden, not_found, throttled, server_error, unreachable, other.",
+                &["class"],
+            )?,
+            writes: counter_vec(
+                &r,
+                "egx_object_writes_total",
+                "Object writes by outcome: created, unchanged, replaced, superseded, abandoned.",
+                &["outcome"],
+            )?,
+            oldest_write_age: {
+                let g = prometheus::Gauge::new(
+                    "egx_oldest_write_age_seconds",
+                    "Age of the oldest record handed to the writer and not yet confirmed (0 when none).",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            store_checks: counter_vec(
+                &r,
+                "egx_store_checks_total",
+                "Checks of the object store, by outcome (ok, error).",
+                &["outcome"],
             )?,
             write_seconds,
             consumer_lag: gauge_vec(
@@ -183,7 +211,7 @@ impl std::fmt::Debug for Metrics {
 }
 
 /// The metric names this binary exports (dashboards and alert rules are checked against it).
-pub const METRIC_NAMES: [&str; 16] = [
+pub const METRIC_NAMES: [&str; 19] = [
     "egx_dependency_up",
     "egx_assigned_partitions",
     "egx_fetches_total",
@@ -195,6 +223,9 @@ pub const METRIC_NAMES: [&str; 16] = [
     "egx_records_dead_lettered_total",
     "egx_object_write_errors_total",
     "egx_object_write_duration_seconds",
+    "egx_object_writes_total",
+    "egx_oldest_write_age_seconds",
+    "egx_store_checks_total",
     "egx_consumer_lag_records",
     "egx_committed_offset",
     "egx_in_flight_records",
@@ -216,6 +247,9 @@ mod tests {
             g.with_label_values(&["0"]).set(1);
         }
         m.restarts.with_label_values(&["writer"]).inc();
+        m.write_errors.with_label_values(&["forbidden"]).inc();
+        m.writes.with_label_values(&["created"]).inc();
+        m.store_checks.with_label_values(&["ok"]).inc();
         m.up.with_label_values(&["kafka"]).set(1);
         m.assigned_partitions.set(3);
         let text = m.render();

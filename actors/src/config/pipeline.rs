@@ -28,6 +28,10 @@ pub struct WriterConfig {
     pub drain_timeout_ms: u64,
     /// How often written offsets are committed, in milliseconds.
     pub commit_interval_ms: u64,
+    /// Readiness fails (`/readyz` 503) once the oldest unconfirmed write has waited this
+    /// long, in seconds: the store refuses or ignores writes and the commit cannot move.
+    /// 0 = never.
+    pub stall_timeout_secs: u64,
 }
 
 impl Default for WriterConfig {
@@ -40,6 +44,7 @@ impl Default for WriterConfig {
             retry_max_ms: 10_000,
             drain_timeout_ms: 30_000,
             commit_interval_ms: 1_000,
+            stall_timeout_secs: 300,
         }
     }
 }
@@ -63,6 +68,11 @@ impl WriterConfig {
             return Err(invalid("writer.retry_max_ms", "must be at least writer.retry_initial_ms"));
         }
         Ok(())
+    }
+
+    /// After how long without progress readiness fails; None = never.
+    pub fn stall_timeout(&self) -> Option<Duration> {
+        (self.stall_timeout_secs > 0).then(|| Duration::from_secs(self.stall_timeout_secs))
     }
 
     /// Drain bound as a duration.

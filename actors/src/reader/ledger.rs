@@ -6,7 +6,8 @@
 //! Only W is ever committed, so a failed or slow write holds the partition's commit
 //! back however many later offsets succeed.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +29,8 @@ pub struct OwnedRecord {
 pub struct PartitionLedger {
     /// Assignment epoch: acks carrying another epoch are stale and dropped.
     pub epoch: u64,
-    in_flight: BTreeSet<i64>,
+    /// Offsets with the writer, and when each was handed over.
+    in_flight: BTreeMap<i64, Instant>,
     next: Option<i64>,
     seen: Option<i64>,
     committed: Option<i64>,
@@ -46,7 +48,7 @@ impl PartitionLedger {
     pub fn new(epoch: u64) -> Self {
         Self {
             epoch,
-            in_flight: BTreeSet::new(),
+            in_flight: BTreeMap::new(),
             next: None,
             seen: None,
             committed: None,
@@ -69,7 +71,7 @@ impl PartitionLedger {
 
     /// Lowest offset not yet durably written, if anything was dispatched.
     pub fn watermark(&self) -> Option<i64> {
-        self.in_flight.first().copied().or(self.next)
+        self.in_flight.first_key_value().map(|(o, _)| *o).or(self.next)
     }
 
     /// Records in flight.
@@ -93,15 +95,21 @@ impl PartitionLedger {
         true
     }
 
-    /// Marks an offset as handed to the writer.
-    pub fn dispatched(&mut self, offset: i64) {
-        self.in_flight.insert(offset);
+    /// When the oldest record still with the writer was handed over (records are handed
+    /// over in offset order, so it is the watermark's): how long the commit has waited.
+    pub fn oldest_dispatch(&self) -> Option<Instant> {
+        self.in_flight.values().min().copied()
+    }
+
+    /// Marks an offset as handed to the writer at `at`.
+    pub fn dispatched(&mut self, offset: i64, at: Instant) {
+        self.in_flight.entry(offset).or_insert(at);
         self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
     }
 
     /// Marks an offset as durably written; false if it was not in flight.
     pub fn written(&mut self, offset: i64) -> bool {
-        self.in_flight.remove(&offset)
+        self.in_flight.remove(&offset).is_some()
     }
 
     /// Notes that the consumer's position passed `offset` with every record below it
@@ -159,7 +167,7 @@ mod tests {
     fn a_failed_write_holds_the_watermark_however_many_later_ones_succeed() {
         let mut l = PartitionLedger::new(1);
         for o in 10..20 {
-            l.dispatched(o);
+            l.dispatched(o, Instant::now());
         }
         for o in 11..20 {
             assert!(l.written(o));
@@ -176,8 +184,8 @@ mod tests {
     #[test]
     fn gaps_in_offsets_do_not_stall_the_watermark() {
         let mut l = PartitionLedger::new(1);
-        l.dispatched(5);
-        l.dispatched(9); // 6..8 were compacted away or are transaction markers
+        l.dispatched(5, Instant::now());
+        l.dispatched(9, Instant::now()); // 6..8 were compacted away or are transaction markers
         l.written(9);
         assert_eq!(l.watermark(), Some(5));
         l.written(5);
@@ -189,7 +197,7 @@ mod tests {
     fn backlog_releases_only_into_free_slots() {
         let mut l = PartitionLedger::new(1);
         let rec = |o| OwnedRecord { partition: 0, offset: o, key: None, payload: None };
-        l.dispatched(0);
+        l.dispatched(0, Instant::now());
         l.defer(rec(1));
         assert_eq!(l.next_ready(1), None);
         l.written(0);
@@ -225,14 +233,14 @@ mod tests {
         assert_eq!(l.to_commit(), Some(4));
         // Records in flight still hold the watermark.
         let mut l = PartitionLedger::new(1);
-        l.dispatched(0);
+        l.dispatched(0, Instant::now());
         l.position_reached(3);
         assert_eq!(l.watermark(), Some(0));
         l.written(0);
         assert_eq!(l.watermark(), Some(3));
         // A record waiting in the backlog is below the position: nothing moves.
         let mut l = PartitionLedger::new(1);
-        l.dispatched(0);
+        l.dispatched(0, Instant::now());
         l.defer(OwnedRecord { partition: 0, offset: 1, key: None, payload: None });
         l.position_reached(2);
         l.written(0);
@@ -240,6 +248,21 @@ mod tests {
         // A position behind what was dispatched changes nothing.
         l.position_reached(1);
         assert_eq!(l.watermark(), Some(1));
+    }
+
+    #[test]
+    fn the_oldest_dispatch_is_how_long_the_commit_has_waited() {
+        let mut l = PartitionLedger::new(1);
+        assert_eq!(l.oldest_dispatch(), None);
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_secs(5);
+        l.dispatched(7, t0);
+        l.dispatched(8, t1);
+        assert_eq!(l.oldest_dispatch(), Some(t0));
+        l.written(7);
+        assert_eq!(l.oldest_dispatch(), Some(t1));
+        l.written(8);
+        assert_eq!(l.oldest_dispatch(), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -41,6 +41,9 @@ use crate::metrics::Metrics;
 
 /// Mailbox size: the in-flight limits bound what is queued, this only has to exceed them.
 const MAILBOX_CAPACITY: usize = 65_536;
+
+/// How often the age of the oldest unconfirmed write is published.
+const STALL_GAUGE_EVERY: Duration = Duration::from_secs(1);
 
 /// Errors starting a reader.
 #[derive(Debug, thiserror::Error)]
@@ -247,7 +250,7 @@ impl KafkaReader {
         let Some(ledger) = self.ledgers.get_mut(&record.partition) else {
             return;
         };
-        ledger.dispatched(record.offset);
+        ledger.dispatched(record.offset, Instant::now());
         let gauge = self.spec.metrics.in_flight.with_label_values(&[&record.partition.to_string()]);
         gauge.set(ledger.in_flight() as i64);
         let (partition, offset, epoch) = (record.partition, record.offset, ledger.epoch);
@@ -268,6 +271,15 @@ impl KafkaReader {
                 ctx.stop();
             }
         }));
+    }
+
+    /// Publishes how long the oldest unconfirmed write has waited (across partitions):
+    /// a stall is never silent (DESIGN.md rule 11); readiness and the alert rule use it.
+    fn gauge_oldest_write(&self) {
+        let now = Instant::now();
+        let oldest = self.ledgers.values().filter_map(PartitionLedger::oldest_dispatch).min();
+        let age = oldest.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        self.spec.metrics.oldest_write_age.set(age);
     }
 
     fn set_paused(&mut self, partition: i32, pause: bool) {
@@ -313,7 +325,7 @@ impl KafkaReader {
         }
         let mut ready = Vec::new();
         while let Some(next) = ledger.next_ready(limit) {
-            ledger.dispatched(next.offset);
+            ledger.dispatched(next.offset, Instant::now());
             ready.push(next);
         }
         let resume = ledger.paused && ledger.backlog_len() == 0 && ledger.in_flight() < limit;
@@ -376,6 +388,7 @@ impl Actor for KafkaReader {
         info!(self.spec.log, "KafkaReader started."; "topic" => &self.spec.kafka.topic, "group" => &self.spec.kafka.consumer_group);
         let every = Duration::from_millis(self.spec.writer.commit_interval_ms);
         ctx.run_interval(every, |act, ctx| act.commit_in_background(ctx));
+        ctx.run_interval(STALL_GAUGE_EVERY, |act, _| act.gauge_oldest_write());
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -384,6 +397,7 @@ impl Actor for KafkaReader {
             l.end();
         }
         self.spec.metrics.assigned_partitions.set(0);
+        self.spec.metrics.oldest_write_age.set(0.0);
         self.closing.store(true, Ordering::SeqCst);
         info!(self.spec.log, "KafkaReader stopped."; "committed" => ?self.progress.committed);
     }

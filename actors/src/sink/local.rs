@@ -14,8 +14,23 @@ use std::path::{Path, PathBuf};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::{Existing, ObjectSink, Origin, PutOutcome, SinkError};
+use super::{Existing, FailureKind, ObjectSink, Origin, PutOutcome, SinkError};
 use crate::key::ObjectKey;
+
+/// A failed file operation, classified by the error's kind.
+fn io_error(operation: &'static str, path: &Path, e: &std::io::Error) -> SinkError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => FailureKind::Forbidden,
+        std::io::ErrorKind::NotFound => FailureKind::NotFound,
+        _ => FailureKind::Other,
+    };
+    SinkError { operation, target: path.display().to_string(), detail: e.to_string(), kind }
+}
+
+/// A blocking task that panicked or was cancelled.
+fn task_error(operation: &'static str, target: String, e: &tokio::task::JoinError) -> SinkError {
+    SinkError { operation, target, detail: e.to_string(), kind: FailureKind::Other }
+}
 
 /// Extended attribute holding a file's origin.
 const ORIGIN_XATTR: &str = "user.egx.origin";
@@ -77,11 +92,7 @@ impl LocalDirSink {
         // Keys are validated relative paths without `..` (see `KeyTemplate`), so joining
         // them cannot leave the root.
         let path = root.join(key.as_str());
-        let err = |operation, e: std::io::Error| SinkError {
-            operation,
-            target: path.display().to_string(),
-            detail: e.to_string(),
-        };
+        let err = |operation, e: std::io::Error| io_error(operation, &path, &e);
         let existing = match std::fs::read(&path) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -130,13 +141,7 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<String>, SinkError> {
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(SinkError {
-                    operation: "LIST",
-                    target: dir.display().to_string(),
-                    detail: e.to_string(),
-                })
-            }
+            Err(e) => return Err(io_error("LIST", &dir, &e)),
         };
         for entry in entries.flatten() {
             let path = entry.path();
@@ -159,11 +164,7 @@ impl ObjectSink for LocalDirSink {
     fn prepare(&self) -> BoxFuture<'static, Result<(), SinkError>> {
         let root = self.root.clone();
         async move {
-            tokio::fs::create_dir_all(&root).await.map_err(|e| SinkError {
-                operation: "create directory",
-                target: root.display().to_string(),
-                detail: e.to_string(),
-            })
+            tokio::fs::create_dir_all(&root).await.map_err(|e| io_error("create directory", &root, &e))
         }
         .boxed()
     }
@@ -179,7 +180,7 @@ impl ObjectSink for LocalDirSink {
             let target = key.to_string();
             tokio::task::spawn_blocking(move || Self::put_blocking(&root, &key, &body, &origin, &sync_dir))
                 .await
-                .unwrap_or_else(|e| Err(SinkError { operation: "PUT", target, detail: e.to_string() }))
+                .unwrap_or_else(|e| Err(task_error("PUT", target, &e)))
         }
         .boxed()
     }
@@ -190,7 +191,7 @@ impl ObjectSink for LocalDirSink {
             let target = root.display().to_string();
             tokio::task::spawn_blocking(move || list_blocking(&root, &prefix))
                 .await
-                .unwrap_or_else(|e| Err(SinkError { operation: "LIST", target, detail: e.to_string() }))
+                .unwrap_or_else(|e| Err(task_error("LIST", target, &e)))
         }
         .boxed()
     }

@@ -21,7 +21,7 @@ use crate::key::ObjectKey;
 
 /// A failed store operation; the writer retries it with backoff.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{operation} {target} failed: {detail}")]
+#[error("{operation} {target} failed: {detail}{}", kind.hint().map(|h| format!(" ({h})")).unwrap_or_default())]
 pub struct SinkError {
     /// What was attempted (`PUT`, `create bucket`, …).
     pub operation: &'static str,
@@ -29,6 +29,66 @@ pub struct SinkError {
     pub target: String,
     /// The store's answer.
     pub detail: String,
+    /// What kind of failure it is (metrics, and the hint in the message).
+    pub kind: FailureKind,
+}
+
+/// What kind of failure a store reported. Writes retry every kind (a partition waits, it
+/// never skips), but an operator acts differently on each: the metric
+/// `egx_object_write_errors_total{class}` and the hint in the message tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// 401/403: credentials, permissions or the KMS key.
+    Forbidden,
+    /// 404: the bucket (or directory) is missing.
+    NotFound,
+    /// 429, or 503 SlowDown: the store asks to slow down.
+    Throttled,
+    /// Another 5xx answer.
+    ServerError,
+    /// No answer: connection refused, DNS, TLS, time-out.
+    Unreachable,
+    /// Anything else.
+    Other,
+}
+
+impl FailureKind {
+    /// The class's name in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::Throttled => "throttled",
+            Self::ServerError => "server_error",
+            Self::Unreachable => "unreachable",
+            Self::Other => "other",
+        }
+    }
+
+    /// The class of an HTTP status.
+    pub fn of_status(status: u16) -> Self {
+        match status {
+            401 | 403 => Self::Forbidden,
+            404 => Self::NotFound,
+            429 | 503 => Self::Throttled,
+            500..=599 => Self::ServerError,
+            _ => Self::Other,
+        }
+    }
+
+    /// What to check, for the kinds an operator can fix.
+    pub fn hint(self) -> Option<&'static str> {
+        match self {
+            Self::Forbidden => Some(
+                "forbidden: check the credentials (sink.access_key_id, AWS_*) and the role's S3 and KMS permissions",
+            ),
+            Self::NotFound => Some("not found: check sink.bucket, or allow sink.create_bucket"),
+            Self::Throttled => Some("the store asks to slow down: lower writer.max_concurrent_writes"),
+            Self::Unreachable => Some("no answer: check sink.endpoint, the network and TLS trust"),
+            Self::ServerError | Self::Other => None,
+        }
+    }
 }
 
 /// What a successful put did.
@@ -137,7 +197,12 @@ pub trait ObjectSink: Send + Sync + 'static {
     fn list(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<String>, SinkError>> {
         let target = format!("{}/{prefix}", self.location());
         Box::pin(async move {
-            Err(SinkError { operation: "LIST", target, detail: "not supported by this store".into() })
+            Err(SinkError {
+                operation: "LIST",
+                target,
+                detail: "not supported by this store".into(),
+                kind: FailureKind::Other,
+            })
         })
     }
 }

@@ -9,6 +9,7 @@
 //! without an origin (the original consumer's) are compared by bytes. With
 //! `sink.replace = "always"` (write-only roles) nothing is read and the object is replaced.
 
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
@@ -16,7 +17,7 @@ use aws_sdk_s3::Client;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::{Existing, ObjectSink, Origin, PutOutcome, SinkError};
+use super::{Existing, FailureKind, ObjectSink, Origin, PutOutcome, SinkError};
 use crate::config::{ReplacePolicy, SinkConfig};
 use crate::key::ObjectKey;
 
@@ -85,6 +86,19 @@ where
     DisplayErrorContext(err).to_string()
 }
 
+/// The kind of an SDK failure: by HTTP status when the store answered, "unreachable"
+/// when it did not (connection, DNS, TLS, time-out).
+fn kind<E, R>(err: &SdkError<E, R>) -> FailureKind
+where
+    R: HttpStatus,
+{
+    match (err, status(err)) {
+        (_, Some(code)) => FailureKind::of_status(code),
+        (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), None) => FailureKind::Unreachable,
+        _ => FailureKind::Other,
+    }
+}
+
 fn status<E, R>(err: &SdkError<E, R>) -> Option<u16>
 where
     R: HttpStatus,
@@ -127,27 +141,36 @@ impl S3Sink {
         }
     }
 
-    fn error(&self, operation: &'static str, key: &str, detail: String) -> SinkError {
-        SinkError { operation, target: format!("s3://{}/{}", self.bucket, key), detail }
+    fn error(&self, operation: &'static str, key: &str, detail: String, kind: FailureKind) -> SinkError {
+        SinkError { operation, target: format!("s3://{}/{}", self.bucket, key), detail, kind }
+    }
+
+    /// The error of a failed SDK call.
+    fn failed<E>(&self, operation: &'static str, key: &str, err: &SdkError<E, HttpResponse>) -> SinkError
+    where
+        E: std::error::Error + 'static,
+    {
+        self.error(operation, key, describe(err), kind(err))
     }
 
     async fn ensure_bucket(self) -> Result<(), SinkError> {
         match self.client.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) => return Ok(()),
             Err(e) if status(&e) == Some(404) => {}
-            Err(e) => return Err(self.error("HEAD bucket", "", describe(&e))),
+            Err(e) => return Err(self.failed("HEAD bucket", "", &e)),
         }
         if !self.create_bucket {
             return Err(self.error(
                 "HEAD bucket",
                 "",
                 "bucket does not exist and sink.create_bucket is false".into(),
+                FailureKind::NotFound,
             ));
         }
         match self.client.create_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),
             Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")) => Ok(()),
-            Err(e) => Err(self.error("create bucket", "", describe(&e))),
+            Err(e) => Err(self.failed("create bucket", "", &e)),
         }
     }
 
@@ -192,7 +215,7 @@ impl S3Sink {
                 Ok(Some(Head { etag: out.e_tag().unwrap_or_default().to_string(), origin }))
             }
             Err(e) if status(&e) == Some(404) => Ok(None),
-            Err(e) => Err(self.error("HEAD", key, describe(&e))),
+            Err(e) => Err(self.failed("HEAD", key, &e)),
         }
     }
 
@@ -201,10 +224,14 @@ impl S3Sink {
         let out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => out,
             Err(e) if status(&e) == Some(404) => return Ok(None),
-            Err(e) => return Err(self.error("GET", key, describe(&e))),
+            Err(e) => return Err(self.failed("GET", key, &e)),
         };
         let etag = out.e_tag().unwrap_or_default().to_string();
-        let bytes = out.body.collect().await.map_err(|e| self.error("GET", key, e.to_string()))?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.error("GET", key, e.to_string(), FailureKind::Unreachable))?;
         Ok(Some((bytes.into_bytes().to_vec(), etag)))
     }
 
@@ -220,7 +247,7 @@ impl S3Sink {
                 .set_continuation_token(token.take())
                 .send()
                 .await
-                .map_err(|e| self.error("LIST", &prefix, describe(&e)))?;
+                .map_err(|e| self.failed("LIST", &prefix, &e))?;
             keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
             match out.next_continuation_token() {
                 Some(t) => token = Some(t.to_string()),
@@ -266,7 +293,7 @@ impl S3Sink {
             match self.put_object(key, &body, &origin, Precondition::Absent).await {
                 Ok(()) => return Ok(PutOutcome::Created),
                 Err(e) if status(&e) == Some(412) => {}
-                Err(e) => return Err(self.error("PUT", key, describe(&e))),
+                Err(e) => return Err(self.failed("PUT", key, &e)),
             }
             let (condition, outcome) = match self.decide(key, &body, &origin).await? {
                 Some(Decision::Done(outcome)) => return Ok(outcome),
@@ -277,13 +304,14 @@ impl S3Sink {
                 Ok(()) => return Ok(outcome),
                 // Another writer changed or removed the object since it was read: look again.
                 Err(e) if matches!(status(&e), Some(412 | 404)) => {}
-                Err(e) => return Err(self.error("PUT", key, describe(&e))),
+                Err(e) => return Err(self.failed("PUT", key, &e)),
             }
         }
         Err(self.error(
             "PUT",
             key,
             format!("the object changed under {MAX_RACES} attempts in a row (concurrent writers)"),
+            FailureKind::Other,
         ))
     }
 }
@@ -318,7 +346,7 @@ impl ObjectSink for S3Sink {
                 Err(e) if status(&e) == Some(404) && sink.create_bucket => {
                     Ok(format!("{}: bucket missing; it will be created at start", sink.location()))
                 }
-                Err(e) => Err(sink.error("HEAD bucket", "", describe(&e))),
+                Err(e) => Err(sink.failed("HEAD bucket", "", &e)),
             }
         }
         .boxed()

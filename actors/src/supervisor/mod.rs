@@ -10,6 +10,7 @@
 mod completion;
 mod registry;
 mod restart;
+mod store;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -186,7 +187,8 @@ impl Supervisor {
         Lifeline::new(id, ctx.address().recipient())
     }
 
-    /// Topics, producer, bucket: everything that must exist before actors start.
+    /// Topics and the producer: everything that must exist before actors start (the
+    /// object store is waited for by the consume side itself, see `store`).
     fn prepare(
         &self,
     ) -> impl std::future::Future<Output = Result<(FutureProducer, Option<OffsetProbe>), String>> + 'static
@@ -197,9 +199,6 @@ impl Supervisor {
                 kafka::ensure_topics(&spec.kafka).await.map_err(|e| e.to_string())?;
             }
             let producer = kafka::producer(&spec.kafka).map_err(|e: KafkaSetupError| e.to_string())?;
-            if spec.consume {
-                spec.object_sink.prepare().await.map_err(|e| e.to_string())?;
-            }
             let probe = if spec.once && spec.consume {
                 let probe = OffsetProbe::new(&spec.kafka).map_err(|e| e.to_string())?;
                 Some(probe)
@@ -221,7 +220,7 @@ impl Supervisor {
             }
         }
         if self.spec.consume {
-            self.start_pair(ctx);
+            self.start_consume_side(ctx);
         }
         if self.spec.once {
             if self.spec.consume && !self.spec.produce {
@@ -294,11 +293,7 @@ impl Supervisor {
         let writer = S3Writer::new(WriterSpec {
             sink: self.spec.object_sink.clone(),
             template: self.template.clone(),
-            dead_letters: DeadLetters::new(
-                producer,
-                self.spec.kafka.dlq_topic(),
-                &self.spec.kafka.topic,
-            ),
+            dead_letters: DeadLetters::new(producer, self.spec.kafka.dlq_topic(), &self.spec.kafka.topic),
             config: self.spec.writer.clone(),
             panic_rate: self.spec.chaos.writer_panic_rate,
             metrics: self.spec.metrics.clone(),

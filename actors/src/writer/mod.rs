@@ -12,7 +12,8 @@
 mod dead_letter;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::future::{FutureExt, Shared};
@@ -27,8 +28,8 @@ use crate::lifeline::Lifeline;
 use crate::messages::{RecordWritten, Stop, WriteOutcome, WriteRecord};
 use crate::metrics::Metrics;
 use crate::record::MarketRecord;
-use crate::retry::Backoff;
-use crate::sink::{ObjectSink, Origin, PutOutcome};
+use crate::retry::{Backoff, Report, RetryReport};
+use crate::sink::{ObjectSink, Origin, PutOutcome, SinkError};
 
 /// Mailbox size: the in-flight limits bound what is queued, this only has to exceed them.
 const MAILBOX_CAPACITY: usize = 65_536;
@@ -66,6 +67,7 @@ pub struct S3Writer {
     tails: HashMap<ObjectKey, (u64, KeyTail)>,
     next_job: u64,
     lifeline: Option<Lifeline>,
+    failures: Failures,
 }
 
 impl S3Writer {
@@ -73,7 +75,15 @@ impl S3Writer {
     pub fn new(spec: WriterSpec) -> Self {
         let backoff = Backoff::from_millis(spec.config.retry_initial_ms, spec.config.retry_max_ms);
         let permits = Arc::new(Semaphore::new(spec.config.max_concurrent_writes));
-        Self { spec, backoff, permits, tails: HashMap::new(), next_job: 0, lifeline: None }
+        Self {
+            spec,
+            backoff,
+            permits,
+            tails: HashMap::new(),
+            next_job: 0,
+            lifeline: None,
+            failures: Failures::new(),
+        }
     }
 
     /// Reports this actor's end to a supervisor.
@@ -95,14 +105,14 @@ impl S3Writer {
             origin: Origin { topic: msg.topic.clone(), partition: msg.partition, offset: msg.offset },
         };
         let (permits, backoff, log) = (self.permits.clone(), self.backoff, self.spec.log.clone());
-        let metrics = self.spec.metrics.clone();
+        let (metrics, failures) = (self.spec.metrics.clone(), self.failures.clone());
         let fut = async move {
             let write = async {
                 if let Some(previous) = previous {
                     let _ = previous.await;
                 }
                 let _permit = permits.acquire_owned().await;
-                put.until_stored(backoff, &metrics, &log).await
+                put.until_stored(backoff, &failures, &metrics, &log).await
             };
             // The assignment ending stops the write wherever it is: waiting for its turn,
             // on the wire, or between retries.
@@ -115,6 +125,7 @@ impl S3Writer {
             let outcome = match outcome {
                 Some(_) => WriteOutcome::Stored(put.key.to_string()),
                 None => {
+                    metrics.writes.with_label_values(&["abandoned"]).inc();
                     debug!(log, "Object write abandoned: the partition's assignment ended (its next owner writes it)."; "key" => %put.key, "partition" => msg.partition, "offset" => msg.offset);
                     WriteOutcome::Abandoned
                 }
@@ -135,6 +146,7 @@ impl S3Writer {
             async move {
                 let up = sink.prepare().await.is_ok();
                 metrics.up.with_label_values(&["store"]).set(i64::from(up));
+                metrics.store_checks.with_label_values(&[if up { "ok" } else { "error" }]).inc();
             }
             .into_actor(self),
         );
@@ -146,12 +158,16 @@ impl S3Writer {
         warn!(log, "Record refused; sending it to the dead-letter topic."; "partition" => msg.partition, "offset" => msg.offset, "reason" => &reason);
         let fut = async move {
             let publish = async {
-                let mut attempt = 0u32;
+                let (mut attempt, mut report) = (0u32, RetryReport::new(RETRY_SUMMARY_EVERY));
                 while let Err(e) = dlq.publish(&msg, &reason).await {
-                    let delay = backoff.delay(attempt);
-                    warn!(log, "Dead-letter publish failed; retrying."; "partition" => msg.partition, "offset" => msg.offset, "error" => %e);
+                    match report.failed(Instant::now()) {
+                        Report::Quiet => {}
+                        _ => {
+                            warn!(log, "Dead-letter publish failed; retrying."; "partition" => msg.partition, "offset" => msg.offset, "attempts" => attempt + 1, "error" => %e)
+                        }
+                    }
+                    tokio::time::sleep(backoff.delay(attempt)).await;
                     attempt = attempt.saturating_add(1);
-                    tokio::time::sleep(delay).await;
                 }
             };
             let outcome = tokio::select! {
@@ -177,8 +193,14 @@ struct Put {
 }
 
 impl Put {
-    async fn until_stored(&self, backoff: Backoff, metrics: &Metrics, log: &Logger) -> PutOutcome {
-        let started = std::time::Instant::now();
+    async fn until_stored(
+        &self,
+        backoff: Backoff,
+        failures: &Failures,
+        metrics: &Metrics,
+        log: &Logger,
+    ) -> PutOutcome {
+        let started = Instant::now();
         let mut attempt = 0u32;
         loop {
             match self.sink.put(self.key.clone(), self.body.clone(), self.origin.clone()).await {
@@ -186,18 +208,57 @@ impl Put {
                     metrics.up.with_label_values(&["store"]).set(1);
                     metrics.write_seconds.observe(started.elapsed().as_secs_f64());
                     metrics.records_written.inc();
+                    metrics.writes.with_label_values(&[outcome.as_str()]).inc();
                     debug!(log, "Object stored."; "key" => %self.key, "outcome" => outcome.as_str(), "partition" => self.origin.partition, "offset" => self.origin.offset);
+                    failures.recovered(log);
                     return outcome;
                 }
                 Err(e) => {
-                    metrics.write_errors.inc();
+                    metrics.write_errors.with_label_values(&[e.kind.as_str()]).inc();
                     metrics.up.with_label_values(&["store"]).set(0);
-                    let delay = backoff.delay(attempt);
-                    warn!(log, "Object write failed; retrying (the partition waits, nothing is skipped)."; "key" => %self.key, "partition" => self.origin.partition, "offset" => self.origin.offset, "attempt" => attempt + 1, "retry_in_ms" => delay.as_millis() as u64, "error" => %e);
+                    failures.failed(self, &e, log);
                     attempt = attempt.saturating_add(1);
-                    tokio::time::sleep(delay).await;
+                    tokio::time::sleep(backoff.delay(attempt - 1)).await;
                 }
             }
+        }
+    }
+}
+
+/// The writer's failed writes, reported without flooding the log: the first failure of an
+/// outage with its error, then a summary every [`RETRY_SUMMARY_EVERY`] with the count (the
+/// metric `egx_object_write_errors_total{class}` has every attempt), then the recovery.
+#[derive(Clone)]
+struct Failures(Arc<Mutex<RetryReport>>);
+
+/// How often a continuing outage is summarised in the log.
+const RETRY_SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+impl Failures {
+    fn new() -> Self {
+        Self(Arc::new(Mutex::new(RetryReport::new(RETRY_SUMMARY_EVERY))))
+    }
+
+    fn failed(&self, put: &Put, e: &SinkError, log: &Logger) {
+        let report = self.0.lock().map(|mut r| r.failed(Instant::now())).unwrap_or(Report::Quiet);
+        let (key, partition, offset) = (&put.key, put.origin.partition, put.origin.offset);
+        match report {
+            Report::First => {
+                warn!(log, "Object writes are failing; each is retried with backoff (partitions wait, nothing is skipped)."; "key" => %key, "partition" => partition, "offset" => offset, "class" => e.kind.as_str(), "error" => %e)
+            }
+            Report::Summary { failures, over } => {
+                warn!(log, "Object writes are still failing."; "failures" => failures, "for_secs" => over.as_secs(), "class" => e.kind.as_str(), "last_error" => %e)
+            }
+            Report::Quiet => {
+                debug!(log, "Object write failed; retrying."; "key" => %key, "partition" => partition, "offset" => offset, "error" => %e)
+            }
+        }
+    }
+
+    fn recovered(&self, log: &Logger) {
+        let Ok(mut report) = self.0.lock() else { return };
+        if let Some((failures, over)) = report.recovered(Instant::now()) {
+            info!(log, "Object writes succeed again."; "failed_attempts" => failures, "outage_secs" => over.as_secs());
         }
     }
 }
