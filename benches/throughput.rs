@@ -345,6 +345,7 @@ async fn finished(spec: PipelineSpec) -> Result<PipelineSummary> {
         PipelineExit::Finished(summary) => Ok(summary),
         PipelineExit::GaveUp(reason) => bail!("the pipeline gave up: {reason}"),
         PipelineExit::Failed(reason) => bail!("the pipeline failed: {reason}"),
+        other => bail!("the pipeline ended: {other:?}"),
     }
 }
 

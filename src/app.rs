@@ -28,6 +28,9 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code when the supervisor gave up after too many restarts.
 pub const EXIT_GAVE_UP: u8 = 3;
+/// Exit code when a Kafka client failed for good (a fenced static member, a producer that
+/// is not authorized): restarting the process as it is configured would not help.
+pub const EXIT_KAFKA_FATAL: u8 = 4;
 
 /// What the command runs.
 struct Plan {
@@ -379,8 +382,16 @@ fn report(outcome: PipelineExit, settings: &Settings, plan: &Plan) -> ExitCode {
             eprintln!("egx-pipeline: error: gave up after too many actor restarts: {reason}");
             ExitCode::from(EXIT_GAVE_UP)
         }
+        PipelineExit::KafkaFatal(reason) => {
+            eprintln!("egx-pipeline: error: {reason}");
+            ExitCode::from(EXIT_KAFKA_FATAL)
+        }
         PipelineExit::Failed(reason) => {
             eprintln!("egx-pipeline: error: {reason}");
+            ExitCode::from(EXIT_FAILED)
+        }
+        other => {
+            eprintln!("egx-pipeline: error: the pipeline ended: {other:?}");
             ExitCode::from(EXIT_FAILED)
         }
     }

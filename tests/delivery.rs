@@ -324,3 +324,95 @@ fn consume_once_finishes_when_only_markers_or_expired_records_remain() {
     let keys = rt.block_on(async { support::list_keys(&support::s3().await, &bucket, "streaming/").await });
     assert_eq!(keys.len(), 1, "only the one delivered bar is written: {keys:?}");
 }
+
+/// The idempotent producer's fatal state (here: the broker answers the first produce
+/// request out of sequence) does not leave the process alive and useless: the producer is
+/// recreated and the bars are published by the next cycles.
+#[actix_rt::test]
+async fn a_fatal_producer_error_recreates_the_producer() {
+    use egx_actors::config::KafkaMode;
+    use egx_actors::supervisor::Shutdown;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let (topic, group) = (support::unique("egx-fatal"), support::unique("g"));
+    let cfg = egx_actors::config::KafkaConfig {
+        mode: KafkaMode::Embedded,
+        ..support::kafka_config(&topic, &group)
+    };
+    let (embedded, kafka) = egx_actors::kafka::EmbeddedKafka::start(&cfg).expect("mock cluster");
+    embedded.cluster().request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    let bootstrap = kafka.bootstrap_servers.clone();
+    let mut spec = support::pipeline_spec(&topic, "unused", &group, &["COMI", "ETEL"], 3).await;
+    spec.kafka = kafka;
+    spec.consume = false;
+    spec.once = false;
+    let metrics = spec.metrics.clone();
+    let (supervisor, exit) = Supervisor::start(spec).expect("spec");
+    let t = topic.clone();
+    let messages = tokio::task::spawn_blocking(move || {
+        support::read_topic_at(&bootstrap, &t, 6, Duration::from_secs(60))
+    })
+    .await
+    .expect("reader");
+    supervisor.do_send(Shutdown);
+    let _ = exit.await;
+    let bars: std::collections::BTreeSet<Vec<u8>> =
+        messages.iter().map(|m| m.payload().unwrap_or_default().to_vec()).collect();
+    assert_eq!(messages.len(), 6, "every bar published after the producer's fatal error");
+    assert_eq!(bars.len(), 6);
+    let recreated = metrics.restarts.with_label_values(&["Publisher"]).get();
+    assert!(recreated >= 1, "the Publisher restarted with a new producer");
+}
+
+/// A static member fenced by another process with the same `kafka.group_instance_id`
+/// does not stay alive and useless: it exits with code 4 and says which setting to fix.
+#[tokio::test]
+#[ignore = "needs real Kafka and S3: run scripts/test.sh"]
+async fn a_fenced_static_member_exits_with_a_clear_error() {
+    let (topic, bucket, group) =
+        (support::unique("egx-fence"), support::unique("egx-fence"), support::unique("g"));
+    support::create_topic(&topic, 3).await;
+    let cfg = support::config_file(&topic, &bucket, &group, "");
+    let port = support::free_port();
+    let spawn = |admin: String| {
+        support::binary()
+            .env("EGX__KAFKA__GROUP_INSTANCE_ID", "writer-1")
+            .env("EGX__KAFKA__SESSION_TIMEOUT_MS", "6000")
+            .env("EGX__ADMIN__LISTEN", admin)
+            .arg("--config")
+            .arg(cfg.path())
+            .arg("consume")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("consume starts")
+    };
+    let a = spawn(format!("127.0.0.1:{port}"));
+    let assigned = support::eventually(Duration::from_secs(60), || async {
+        support::http_get(port, "/metrics")
+            .is_some_and(|(_, m)| support::metric_sum(&m, "egx_assigned_partitions") == 3.0)
+    })
+    .await;
+    assert!(assigned, "A holds the partitions");
+    let mut b = spawn(String::new());
+    // A learns it was fenced at its next heartbeat (every session/10).
+    let a = tokio::task::spawn_blocking(move || {
+        let mut a = a;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while a.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = a.kill();
+        a.wait_with_output().expect("output")
+    })
+    .await
+    .expect("waiter");
+    let _ = std::process::Command::new("kill").args(["-TERM", &b.id().to_string()]).status();
+    let _ = b.wait();
+    let stderr = String::from_utf8_lossy(&a.stderr);
+    assert_eq!(a.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("kafka.group_instance_id") && stderr.contains("fenced"), "{stderr}");
+}

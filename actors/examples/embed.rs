@@ -104,6 +104,7 @@ async fn run() -> AppResult<()> {
         PipelineExit::Finished(summary) => print_summary(&summary, &root)?,
         PipelineExit::GaveUp(reason) => return Err(format!("gave up: {reason}").into()),
         PipelineExit::Failed(reason) => return Err(format!("failed: {reason}").into()),
+        other => return Err(format!("ended: {other:?}").into()),
     }
     drop(cluster);
     Ok(())

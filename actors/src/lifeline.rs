@@ -30,6 +30,9 @@ pub struct ChildExited {
     pub id: ChildId,
     /// True when it was not asked to stop: a panic or a failure.
     pub unexpected: bool,
+    /// Set when the child hit an error that restarting it cannot fix (a fenced consumer):
+    /// the pipeline ends with this reason instead.
+    pub fatal: Option<String>,
 }
 
 /// Held by a supervised actor; reports its end to the supervisor when dropped.
@@ -37,23 +40,34 @@ pub struct Lifeline {
     id: ChildId,
     to: Recipient<ChildExited>,
     requested: bool,
+    fatal: Option<String>,
 }
 
 impl Lifeline {
     /// A lifeline reporting to `to` as `id`.
     pub fn new(id: ChildId, to: Recipient<ChildExited>) -> Self {
-        Self { id, to, requested: false }
+        Self { id, to, requested: false, fatal: None }
     }
 
     /// Marks the coming stop as requested; call when accepting a stop request.
     pub fn stop_requested(&mut self) {
         self.requested = true;
     }
+
+    /// Marks the coming stop as a failure a restart cannot fix, with the reason for the
+    /// operator.
+    pub fn failed_for_good(&mut self, reason: String) {
+        self.fatal = Some(reason);
+    }
 }
 
 impl Drop for Lifeline {
     fn drop(&mut self) {
-        self.to.do_send(ChildExited { id: self.id.clone(), unexpected: !self.requested });
+        self.to.do_send(ChildExited {
+            id: self.id.clone(),
+            unexpected: !self.requested,
+            fatal: self.fatal.take(),
+        });
     }
 }
 

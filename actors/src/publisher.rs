@@ -33,9 +33,19 @@ pub enum PublisherError {
         symbol: String,
         /// The bar's datetime.
         datetime: String,
-        /// librdkafka's error.
+        /// librdkafka's error (boxed: the error travels in every answer).
         #[source]
-        source: KafkaError,
+        source: Box<KafkaError>,
+    },
+    /// The producer is in librdkafka's fatal state (e.g. the idempotent producer lost
+    /// track of its sequence numbers): it will never deliver again. The Publisher stops,
+    /// and its supervisor creates a new producer.
+    #[error("the Kafka producer failed for good: {reason} ({code:?})")]
+    Fatal {
+        /// librdkafka's error code.
+        code: rdkafka::types::RDKafkaErrorCode,
+        /// librdkafka's description.
+        reason: String,
     },
 }
 
@@ -82,7 +92,7 @@ impl Actor for Publisher {
 }
 
 impl Handler<PublishBars> for Publisher {
-    type Result = ResponseFuture<Result<PublishReceipt, PublisherError>>;
+    type Result = ResponseActFuture<Self, Result<PublishReceipt, PublisherError>>;
 
     /// Sends every bar (in order) and resolves once all are acknowledged.
     fn handle(&mut self, msg: PublishBars, _ctx: &mut Self::Context) -> Self::Result {
@@ -90,7 +100,7 @@ impl Handler<PublishBars> for Publisher {
         let topic = self.topic.clone();
         let log = self.log.clone();
         let metrics = self.metrics.clone();
-        Box::pin(async move {
+        let fut = async move {
             let messages: Vec<BarMessage> =
                 msg.bars.iter().map(|bar| BarMessage::new(bar, msg.fetched_at, &msg.source)).collect();
             let payloads: Vec<Vec<u8>> = messages.iter().map(BarMessage::to_bytes).collect();
@@ -108,13 +118,22 @@ impl Handler<PublishBars> for Publisher {
                 let delivery = result.map_err(|(source, _)| PublisherError::Delivery {
                     symbol: m.symbol.clone(),
                     datetime: m.datetime.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
                 receipt.delivered.push(Delivered { partition: delivery.partition, offset: delivery.offset });
             }
             debug!(log, "Bars confirmed by Kafka."; "count" => receipt.delivered.len());
             Ok(receipt)
-        })
+        };
+        Box::pin(fut.into_actor(self).map(|result, act, ctx| {
+            let Err(_) = &result else { return result };
+            // A fatal producer fails every send from now on: stop, so that the supervisor
+            // replaces it, instead of living on useless.
+            let Some((code, reason)) = act.producer.client().fatal_error() else { return result };
+            slog::error!(act.log, "The Kafka producer failed for good; stopping so that a new one replaces it."; "code" => ?code, "reason" => &reason);
+            ctx.stop();
+            Err(PublisherError::Fatal { code, reason })
+        }))
     }
 }
 

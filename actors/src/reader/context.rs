@@ -42,6 +42,15 @@ pub(super) struct PositionReached {
     pub offset: i64,
 }
 
+/// The consumer is in librdkafka's fatal state (e.g. fenced by another member with the
+/// same `group.instance.id`): it will never consume or commit again.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(super) struct ConsumerFailed {
+    pub code: rdkafka::types::RDKafkaErrorCode,
+    pub reason: String,
+}
+
 /// Partitions are being taken away; answered once they are drained and committed.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -160,6 +169,11 @@ pub(super) fn spawn_poller(
                     payload: m.payload().map(<[u8]>::to_vec),
                 })),
                 Some(Err(e)) => warn!(log, "Kafka poll error."; "error" => %e),
+            }
+            // A fatal consumer stays alive but useless; the reader decides what follows.
+            if let Some((code, reason)) = consumer.client().fatal_error() {
+                reader.do_send(ConsumerFailed { code, reason });
+                break;
             }
             if !reader.connected() {
                 warn!(

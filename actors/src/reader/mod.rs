@@ -31,7 +31,7 @@ pub use context::ReaderContext;
 pub use ledger::{OwnedRecord, PartitionLedger};
 
 use commit::Committer;
-use context::{Consumed, PartitionsAssigned, PartitionsRevoked, PositionReached};
+use context::{Consumed, ConsumerFailed, PartitionsAssigned, PartitionsRevoked, PositionReached};
 
 use crate::config::{ChaosConfig, KafkaConfig, WriterConfig};
 use crate::kafka::consumer_config;
@@ -439,6 +439,29 @@ impl Handler<Consumed> for KafkaReader {
             return;
         }
         self.dispatch(record, ctx);
+    }
+}
+
+impl Handler<ConsumerFailed> for KafkaReader {
+    type Result = ();
+
+    /// Stops, telling the supervisor that a new consumer would not help: a fenced static
+    /// member restarted under the same `group.instance.id` would fence the other process
+    /// in turn, and the two would take the partitions from each other for ever.
+    fn handle(&mut self, msg: ConsumerFailed, ctx: &mut Self::Context) {
+        let reason = if msg.code == rdkafka::types::RDKafkaErrorCode::FencedInstanceId {
+            format!(
+                "the Kafka consumer was fenced: another process joined group {:?} with the same kafka.group_instance_id ({:?}); give each consume process its own ({})",
+                self.spec.kafka.consumer_group, self.spec.kafka.group_instance_id, msg.reason
+            )
+        } else {
+            format!("the Kafka consumer failed for good: {} ({:?})", msg.reason, msg.code)
+        };
+        error!(self.spec.log, "Fatal Kafka consumer error; stopping."; "reason" => &reason);
+        if let Some(l) = self.lifeline.as_mut() {
+            l.failed_for_good(reason);
+        }
+        ctx.stop();
     }
 }
 

@@ -115,6 +115,7 @@ pub struct PipelineSummary {
 
 /// How a pipeline ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PipelineExit {
     /// Finished (after `--once` or a shutdown request).
     Finished(PipelineSummary),
@@ -122,6 +123,9 @@ pub enum PipelineExit {
     GaveUp(String),
     /// Could not start (Kafka, topics, bucket).
     Failed(String),
+    /// A Kafka client hit an error a restart cannot fix (a fenced static member, a
+    /// producer that is not authorized); the reason names the setting to fix.
+    KafkaFatal(String),
 }
 
 /// Asks the pipeline to stop gracefully (stop fetching, drain, commit).
@@ -437,6 +441,11 @@ impl Handler<ChildExited> for Supervisor {
     /// Restarts the child unless the pipeline is stopping or it was stopped on purpose.
     fn handle(&mut self, msg: ChildExited, ctx: &mut Self::Context) {
         if self.stopping {
+            return;
+        }
+        if let Some(reason) = msg.fatal {
+            error!(self.spec.log, "A Kafka client failed for good; stopping the pipeline."; "actor" => ?msg.id, "reason" => &reason);
+            self.finish(PipelineExit::KafkaFatal(reason), ctx);
             return;
         }
         if msg.unexpected {

@@ -8,6 +8,10 @@ use actix::prelude::*;
 use slog::{error, warn};
 
 use super::{PipelineExit, Supervisor};
+use rdkafka::producer::Producer;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::kafka;
 use crate::lifeline::ChildId;
 use crate::messages::{Drain, Stop};
 use crate::retry::Backoff;
@@ -41,6 +45,43 @@ impl Supervisor {
         Some(delay)
     }
 
+    /// Replaces a producer in librdkafka's fatal state (it never delivers again) before
+    /// the actors that use it — the Publisher, the writer's dead-letter path — restart.
+    /// False when the pipeline ends instead: a producer that is not authorized would fail
+    /// the same way however often it is recreated.
+    fn renew_producer_if_fatal(&mut self, ctx: &mut Context<Self>) -> bool {
+        let Some((code, reason)) = self.producer.as_ref().and_then(|p| p.client().fatal_error()) else {
+            return true;
+        };
+        let kafka = &self.spec.kafka;
+        if matches!(
+            code,
+            RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+        ) {
+            let why = format!(
+                "the Kafka producer is not authorized ({reason}): grant user {:?} Write and Describe on topics {:?} and {:?} (kafka.sasl_username)",
+                kafka.sasl_username,
+                kafka.topic,
+                kafka.dlq_topic()
+            );
+            self.finish(PipelineExit::KafkaFatal(why), ctx);
+            return false;
+        }
+        match kafka::producer(kafka) {
+            Ok(producer) => {
+                error!(self.spec.log, "The Kafka producer failed for good; a new one replaces it (its unconfirmed bars are published again)."; "code" => ?code, "reason" => &reason);
+                self.producer = Some(producer);
+                true
+            }
+            Err(e) => {
+                self.finish(PipelineExit::Failed(format!("cannot recreate the Kafka producer: {e}")), ctx);
+                false
+            }
+        }
+    }
+
     pub(super) fn on_child_exit(&mut self, id: ChildId, ctx: &mut Context<Self>) {
         match id {
             ChildId::Fetcher(name, gen) => {
@@ -69,6 +110,9 @@ impl Supervisor {
                     return;
                 }
                 self.publisher = None;
+                if !self.renew_producer_if_fatal(ctx) {
+                    return;
+                }
                 if let Some(delay) = self.allow_restart("Publisher", ctx) {
                     ctx.run_later(delay, |act, ctx| {
                         if act.stopping {
@@ -89,6 +133,9 @@ impl Supervisor {
                 if let Some((_, reader, writer)) = self.pair.take() {
                     reader.do_send(Drain);
                     writer.do_send(Stop);
+                }
+                if !self.renew_producer_if_fatal(ctx) {
+                    return;
                 }
                 if let Some(delay) = self.allow_restart("KafkaReader/S3Writer", ctx) {
                     ctx.run_later(delay, |act, ctx| {

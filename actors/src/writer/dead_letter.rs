@@ -41,6 +41,13 @@ impl DeadLetters {
         Self { producer, topic: topic.into(), source_topic: source_topic.into() }
     }
 
+    /// The producer's fatal error, if it is in librdkafka's fatal state (it will never
+    /// deliver again).
+    pub fn fatal(&self) -> Option<(rdkafka::types::RDKafkaErrorCode, String)> {
+        use rdkafka::producer::Producer;
+        self.producer.client().fatal_error()
+    }
+
     /// Publishes one refused record and waits for Kafka's acknowledgement.
     pub async fn publish(&self, record: &WriteRecord, reason: &str) -> Result<(), KafkaError> {
         let partition = record.partition.to_string();

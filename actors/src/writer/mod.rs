@@ -156,10 +156,14 @@ impl S3Writer {
         let (dlq, backoff, log) = (self.spec.dead_letters.clone(), self.backoff, self.spec.log.clone());
         let metrics = self.spec.metrics.clone();
         warn!(log, "Record refused; sending it to the dead-letter topic."; "partition" => msg.partition, "offset" => msg.offset, "reason" => &reason);
+        let (partition, offset, epoch) = (msg.partition, msg.offset, msg.epoch);
         let fut = async move {
             let publish = async {
                 let (mut attempt, mut report) = (0u32, RetryReport::new(RETRY_SUMMARY_EVERY));
                 while let Err(e) = dlq.publish(&msg, &reason).await {
+                    if dlq.fatal().is_some() {
+                        return false;
+                    }
                     match report.failed(Instant::now()) {
                         Report::Quiet => {}
                         _ => {
@@ -169,18 +173,27 @@ impl S3Writer {
                     tokio::time::sleep(backoff.delay(attempt)).await;
                     attempt = attempt.saturating_add(1);
                 }
+                true
             };
-            let outcome = tokio::select! {
+            tokio::select! {
                 biased;
-                () = msg.assignment.cancelled() => WriteOutcome::Abandoned,
-                () = publish => {
+                () = msg.assignment.cancelled() => Some(WriteOutcome::Abandoned),
+                published = publish => published.then(|| {
                     metrics.records_dead_lettered.inc();
                     WriteOutcome::DeadLettered(reason)
-                }
-            };
-            RecordWritten { partition: msg.partition, offset: msg.offset, epoch: msg.epoch, outcome }
+                }),
+            }
         };
-        Box::pin(fut.into_actor(self))
+        Box::pin(fut.into_actor(self).map(move |outcome, act, ctx| {
+            let outcome = outcome.unwrap_or_else(|| {
+                // The producer failed for good: stop, so that the pair restarts with a new
+                // one; the record is not confirmed and is read again.
+                slog::error!(act.spec.log, "The dead-letter producer failed for good; stopping so that a new one replaces it."; "partition" => partition, "offset" => offset);
+                ctx.stop();
+                WriteOutcome::Abandoned
+            });
+            RecordWritten { partition, offset, epoch, outcome }
+        }))
     }
 }
 
