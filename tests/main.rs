@@ -10,6 +10,7 @@ mod interop;
 mod operations;
 mod ops_files;
 mod pipeline;
+mod producer_window;
 mod reliability;
 mod secrets;
 mod secure_services;

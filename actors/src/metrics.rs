@@ -16,6 +16,9 @@ pub struct Metrics {
     pub fetches: IntCounterVec,
     /// Unix time of each symbol's last successful fetch cycle.
     pub fetch_last_success: IntGaugeVec,
+    /// Fetched bars dropped unpublished, per symbol: a Fetcher's pending set overflowed
+    /// during a long Kafka outage (each drop is also logged as an ERROR).
+    pub bars_dropped: IntCounterVec,
     /// Messages acknowledged by Kafka.
     pub messages_produced: IntCounter,
     /// Messages Kafka did not acknowledge.
@@ -106,6 +109,12 @@ impl Metrics {
                 &r,
                 "egx_fetch_last_success_timestamp_seconds",
                 "Unix time of the last successful fetch cycle per symbol.",
+                &["symbol"],
+            )?,
+            bars_dropped: counter_vec(
+                &r,
+                "egx_bars_dropped_total",
+                "Fetched bars dropped unpublished because a pending set overflowed during a Kafka outage.",
                 &["symbol"],
             )?,
             messages_produced: counter(&r, "egx_messages_produced_total", "Messages acknowledged by Kafka.")?,
@@ -211,11 +220,12 @@ impl std::fmt::Debug for Metrics {
 }
 
 /// The metric names this binary exports (dashboards and alert rules are checked against it).
-pub const METRIC_NAMES: [&str; 19] = [
+pub const METRIC_NAMES: [&str; 20] = [
     "egx_dependency_up",
     "egx_assigned_partitions",
     "egx_fetches_total",
     "egx_fetch_last_success_timestamp_seconds",
+    "egx_bars_dropped_total",
     "egx_messages_produced_total",
     "egx_produce_errors_total",
     "egx_records_consumed_total",
@@ -242,6 +252,7 @@ mod tests {
         let m = Metrics::new().unwrap();
         m.fetches.with_label_values(&["COMI", "ok"]).inc();
         m.fetch_last_success.with_label_values(&["COMI"]).set(1);
+        m.bars_dropped.with_label_values(&["COMI"]).inc();
         m.write_seconds.observe(0.01);
         for g in [&m.consumer_lag, &m.committed_offset, &m.in_flight, &m.paused] {
             g.with_label_values(&["0"]).set(1);

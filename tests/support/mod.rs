@@ -589,6 +589,18 @@ impl PrivateKafka {
         self.services("restart");
     }
 
+    /// Stops it (SIGTERM: a controlled shutdown), keeping its ports and data: an outage
+    /// that lasts until [`PrivateKafka::resume`].
+    pub fn stop(&self) {
+        self.services("stop");
+    }
+
+    /// Starts it again after [`PrivateKafka::stop`] on the same ports and data; returns
+    /// once it answers. (Not `start`: that name creates a broker.)
+    pub fn resume(&self) {
+        self.services("start");
+    }
+
     /// Its server log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("run/kafka.log")).unwrap_or_default()
