@@ -12,6 +12,7 @@ use egx_actors::kafka::EmbeddedKafka;
 use egx_actors::market::{Interval, Shard, Symbol};
 use egx_actors::messages::SetSymbols;
 use egx_actors::metrics::Metrics;
+use egx_actors::refusal::RefusalKind;
 use egx_actors::source::{system_clock, Clock, CsvSource, Source, SyntheticSource, TradingViewSource};
 use egx_actors::supervisor::{PipelineExit, PipelineSpec, PipelineSummary, Shutdown, Supervisor};
 use slog::{info, Logger};
@@ -28,9 +29,26 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code when the supervisor gave up after too many restarts.
 pub const EXIT_GAVE_UP: u8 = 3;
-/// Exit code when a Kafka client failed for good (a fenced static member, a producer that
-/// is not authorized): restarting the process as it is configured would not help.
-pub const EXIT_KAFKA_FATAL: u8 = 4;
+/// Exit code when a static consumer was fenced by another process with the same
+/// `kafka.group_instance_id` (restarting it would fence the other in turn).
+pub const EXIT_FENCED: u8 = 4;
+/// Exit code when Kafka or the object store refused the credentials.
+pub const EXIT_AUTHENTICATION: u8 = 5;
+/// Exit code when TLS failed: an untrusted certificate, or TLS on one side only.
+pub const EXIT_TLS: u8 = 6;
+/// Exit code when Kafka or the object store refused a permission (ACLs, S3, KMS).
+pub const EXIT_AUTHORIZATION: u8 = 7;
+
+/// The exit code of a refusal: one per cause, so that a deployment can tell them apart.
+pub fn refusal_exit_code(kind: RefusalKind) -> u8 {
+    match kind {
+        RefusalKind::Authentication => EXIT_AUTHENTICATION,
+        RefusalKind::Tls => EXIT_TLS,
+        RefusalKind::Authorization => EXIT_AUTHORIZATION,
+        RefusalKind::Fenced => EXIT_FENCED,
+        _ => EXIT_FAILED,
+    }
+}
 
 /// What the command runs.
 struct Plan {
@@ -382,9 +400,9 @@ fn report(outcome: PipelineExit, settings: &Settings, plan: &Plan) -> ExitCode {
             eprintln!("egx-pipeline: error: gave up after too many actor restarts: {reason}");
             ExitCode::from(EXIT_GAVE_UP)
         }
-        PipelineExit::KafkaFatal(reason) => {
-            eprintln!("egx-pipeline: error: {reason}");
-            ExitCode::from(EXIT_KAFKA_FATAL)
+        PipelineExit::Refused(refusal) => {
+            eprintln!("egx-pipeline: error: {refusal}");
+            ExitCode::from(refusal_exit_code(refusal.kind))
         }
         PipelineExit::Failed(reason) => {
             eprintln!("egx-pipeline: error: {reason}");

@@ -61,11 +61,16 @@ impl Readiness {
     pub fn problems(&self, metrics: &Metrics) -> Vec<String> {
         let up = |dep: &str| metrics.up.with_label_values(&[dep]).get() == 1;
         let mut problems = Vec::new();
+        // A refusal says why the dependency does not answer as it should.
+        let down = |dep: &str, what: &str| match metrics.refusal(dep) {
+            Some(refusal) => refusal.to_string(),
+            None => format!("{what} is not reachable"),
+        };
         if !up("kafka") {
-            problems.push("kafka is not reachable".to_string());
+            problems.push(down("kafka", "kafka"));
         }
         if self.consumes && !up("store") {
-            problems.push("the object store is not reachable".to_string());
+            problems.push(down("store", "the object store"));
         }
         if self.consumes && metrics.assigned_partitions.get() == 0 {
             problems.push("no partitions assigned".to_string());
@@ -167,6 +172,18 @@ mod tests {
         let not_ready = get(addr, "/readyz").await;
         assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
         assert!(not_ready.contains("kafka is not reachable") && not_ready.contains("no partitions assigned"));
+        let refusal = crate::refusal::Refusal::kafka(
+            crate::refusal::RefusalKind::Authentication,
+            "check kafka.sasl_username and kafka.sasl_password",
+        );
+        metrics.refused("kafka", refusal);
+        let refused = get(addr, "/readyz").await;
+        assert!(
+            refused.contains("Kafka refused (authentication failed): check kafka.sasl_username"),
+            "{refused}"
+        );
+        metrics.accepted("kafka");
+        assert!(get(addr, "/readyz").await.contains("kafka is not reachable"));
         metrics.up.with_label_values(&["kafka"]).set(1);
         metrics.up.with_label_values(&["store"]).set(1);
         metrics.assigned_partitions.set(2);

@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod publisher;
 pub mod reader;
 pub mod record;
+pub mod refusal;
 pub mod retry;
 pub mod sink;
 pub mod source;

@@ -9,6 +9,8 @@
 
 use actix::prelude::*;
 
+use crate::refusal::Refusal;
+
 /// Identifies a supervised child.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ChildId {
@@ -30,9 +32,9 @@ pub struct ChildExited {
     pub id: ChildId,
     /// True when it was not asked to stop: a panic or a failure.
     pub unexpected: bool,
-    /// Set when the child hit an error that restarting it cannot fix (a fenced consumer):
-    /// the pipeline ends with this reason instead.
-    pub fatal: Option<String>,
+    /// Set when the child met a refusal that restarting it cannot fix (a fenced consumer,
+    /// a missing permission): the pipeline ends with it instead.
+    pub refused: Option<Refusal>,
 }
 
 /// Held by a supervised actor; reports its end to the supervisor when dropped.
@@ -40,13 +42,13 @@ pub struct Lifeline {
     id: ChildId,
     to: Recipient<ChildExited>,
     requested: bool,
-    fatal: Option<String>,
+    refused: Option<Refusal>,
 }
 
 impl Lifeline {
     /// A lifeline reporting to `to` as `id`.
     pub fn new(id: ChildId, to: Recipient<ChildExited>) -> Self {
-        Self { id, to, requested: false, fatal: None }
+        Self { id, to, requested: false, refused: None }
     }
 
     /// Marks the coming stop as requested; call when accepting a stop request.
@@ -54,10 +56,9 @@ impl Lifeline {
         self.requested = true;
     }
 
-    /// Marks the coming stop as a failure a restart cannot fix, with the reason for the
-    /// operator.
-    pub fn failed_for_good(&mut self, reason: String) {
-        self.fatal = Some(reason);
+    /// Marks the coming stop as a refusal a restart cannot fix.
+    pub fn refused(&mut self, refusal: Refusal) {
+        self.refused = Some(refusal);
     }
 }
 
@@ -66,7 +67,7 @@ impl Drop for Lifeline {
         self.to.do_send(ChildExited {
             id: self.id.clone(),
             unexpected: !self.requested,
-            fatal: self.fatal.take(),
+            refused: self.refused.take(),
         });
     }
 }

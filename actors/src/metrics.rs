@@ -4,14 +4,22 @@
 //! Names follow Prometheus conventions: `egx_` prefix, base units in the name
 //! (`_seconds`), `_total` on counters.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
+use crate::refusal::Refusal;
+
 /// Every metric the pipeline exports.
 pub struct Metrics {
     registry: Registry,
+    /// Why a dependency (`kafka`, `store`) refuses the pipeline right now — credentials,
+    /// TLS trust, permissions — so that `/readyz` can say it while it lasts. Not a metric.
+    refusals: Mutex<BTreeMap<&'static str, Refusal>>,
     /// Fetch cycles per symbol and outcome (`ok`, `error`).
     pub fetches: IntCounterVec,
     /// Unix time of each symbol's last successful fetch cycle.
@@ -191,6 +199,7 @@ impl Metrics {
                 g
             },
             registry: r,
+            refusals: Mutex::default(),
         })
     }
 
@@ -202,6 +211,25 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Notes that `dependency` refuses the pipeline (until [`Self::accepted`]).
+    pub fn refused(&self, dependency: &'static str, refusal: Refusal) {
+        if let Ok(mut r) = self.refusals.lock() {
+            r.insert(dependency, refusal);
+        }
+    }
+
+    /// Notes that `dependency` accepts the pipeline again.
+    pub fn accepted(&self, dependency: &'static str) {
+        if let Ok(mut r) = self.refusals.lock() {
+            r.remove(dependency);
+        }
+    }
+
+    /// Why `dependency` refuses the pipeline, if it does.
+    pub fn refusal(&self, dependency: &str) -> Option<Refusal> {
+        self.refusals.lock().ok().and_then(|r| r.get(dependency).cloned())
     }
 
     /// Forgets the per-partition gauges of partitions this member no longer owns.

@@ -38,6 +38,7 @@ use crate::kafka::consumer_config;
 use crate::lifeline::Lifeline;
 use crate::messages::{Drain, GetProgress, ReaderProgress, RecordWritten, WriteOutcome, WriteRecord};
 use crate::metrics::Metrics;
+use crate::refusal::{Refusal, RefusalKind};
 
 /// Mailbox size: the in-flight limits bound what is queued, this only has to exceed them.
 const MAILBOX_CAPACITY: usize = 65_536;
@@ -449,17 +450,24 @@ impl Handler<ConsumerFailed> for KafkaReader {
     /// member restarted under the same `group.instance.id` would fence the other process
     /// in turn, and the two would take the partitions from each other for ever.
     fn handle(&mut self, msg: ConsumerFailed, ctx: &mut Self::Context) {
-        let reason = if msg.code == rdkafka::types::RDKafkaErrorCode::FencedInstanceId {
-            format!(
-                "the Kafka consumer was fenced: another process joined group {:?} with the same kafka.group_instance_id ({:?}); give each consume process its own ({})",
-                self.spec.kafka.consumer_group, self.spec.kafka.group_instance_id, msg.reason
+        let kafka = &self.spec.kafka;
+        let refusal = if msg.code == rdkafka::types::RDKafkaErrorCode::FencedInstanceId {
+            Refusal::kafka(
+                RefusalKind::Fenced,
+                format!(
+                    "another process joined group {:?} with the same kafka.group_instance_id ({:?}); give each consume process its own ({})",
+                    kafka.consumer_group, kafka.group_instance_id, msg.reason
+                ),
             )
         } else {
-            format!("the Kafka consumer failed for good: {} ({:?})", msg.reason, msg.code)
+            Refusal::kafka(
+                RefusalKind::Fenced,
+                format!("the consumer failed for good: {} ({:?})", msg.reason, msg.code),
+            )
         };
-        error!(self.spec.log, "Fatal Kafka consumer error; stopping."; "reason" => &reason);
+        error!(self.spec.log, "Fatal Kafka consumer error; stopping."; "reason" => %refusal);
         if let Some(l) = self.lifeline.as_mut() {
-            l.failed_for_good(reason);
+            l.refused(refusal);
         }
         ctx.stop();
     }

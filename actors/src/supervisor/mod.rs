@@ -36,6 +36,7 @@ use crate::messages::{Drain, FetchCompleted, ReaderProgress, Stop};
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::reader::{KafkaReader, ReaderSpec};
+use crate::refusal::Refusal;
 use crate::sink::ObjectSink;
 use crate::source::{Clock, FetchRequest, Source};
 use crate::writer::{DeadLetters, S3Writer, WriterSpec};
@@ -123,9 +124,9 @@ pub enum PipelineExit {
     GaveUp(String),
     /// Could not start (Kafka, topics, bucket).
     Failed(String),
-    /// A Kafka client hit an error a restart cannot fix (a fenced static member, a
-    /// producer that is not authorized); the reason names the setting to fix.
-    KafkaFatal(String),
+    /// A service refused the pipeline as it is configured (credentials, TLS trust,
+    /// permissions, a fenced static member): restarting cannot help.
+    Refused(Refusal),
 }
 
 /// Asks the pipeline to stop gracefully (stop fetching, drain, commit).
@@ -443,9 +444,9 @@ impl Handler<ChildExited> for Supervisor {
         if self.stopping {
             return;
         }
-        if let Some(reason) = msg.fatal {
-            error!(self.spec.log, "A Kafka client failed for good; stopping the pipeline."; "actor" => ?msg.id, "reason" => &reason);
-            self.finish(PipelineExit::KafkaFatal(reason), ctx);
+        if let Some(refusal) = msg.refused {
+            error!(self.spec.log, "Refused for good; stopping the pipeline."; "actor" => ?msg.id, "reason" => %refusal);
+            self.finish(PipelineExit::Refused(refusal), ctx);
             return;
         }
         if msg.unexpected {

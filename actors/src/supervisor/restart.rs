@@ -14,6 +14,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::kafka;
 use crate::lifeline::ChildId;
 use crate::messages::{Drain, Stop};
+use crate::refusal::{Refusal, RefusalKind};
 use crate::retry::Backoff;
 
 impl Supervisor {
@@ -61,12 +62,12 @@ impl Supervisor {
                 | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
         ) {
             let why = format!(
-                "the Kafka producer is not authorized ({reason}): grant user {:?} Write and Describe on topics {:?} and {:?} (kafka.sasl_username)",
+                "the producer may not write ({reason}): grant user {:?} (kafka.sasl_username) Write and Describe on topics {:?} and {:?}",
                 kafka.sasl_username,
                 kafka.topic,
                 kafka.dlq_topic()
             );
-            self.finish(PipelineExit::KafkaFatal(why), ctx);
+            self.finish(PipelineExit::Refused(Refusal::kafka(RefusalKind::Authorization, why)), ctx);
             return false;
         }
         match kafka::producer(kafka) {
