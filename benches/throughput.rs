@@ -224,8 +224,10 @@ impl Bench {
     async fn produce_with_publisher(&self, topic: &str) -> Result<Row> {
         let cfg = self.kafka_config(topic);
         topics_ready(&cfg).await?;
-        let producer = egx_actors::kafka::producer(&cfg)?;
-        let publisher = Publisher::new(producer, topic, Arc::new(Metrics::new()?), self.log.clone()).start();
+        let metrics = Arc::new(Metrics::new()?);
+        let watch = egx_actors::kafka::KafkaWatch::new(&cfg, metrics.clone(), self.log.clone());
+        let producer = egx_actors::kafka::producer(&cfg, &watch)?;
+        let publisher = Publisher::new(producer, topic, metrics, self.log.clone()).start();
         let bars = self.bars();
         let publish = |bars| PublishBars { bars, source: "synthetic".into(), fetched_at: self.now };
         // One bar first, untimed: the producer's broker connection, metadata and idempotent
@@ -325,7 +327,12 @@ impl Bench {
 /// Creates the topics and waits until every partition has a leader, so that the timed
 /// runs do not include the broker publishing a brand-new topic's metadata.
 async fn topics_ready(cfg: &KafkaConfig) -> Result<()> {
-    egx_actors::kafka::ensure_topics(cfg).await?;
+    let watch = egx_actors::kafka::KafkaWatch::new(
+        cfg,
+        Arc::new(Metrics::new()?),
+        slog::Logger::root(slog::Discard, slog::o!()),
+    );
+    egx_actors::kafka::ensure_topics(cfg, &watch).await?;
     let probe = Arc::new(egx_actors::kafka::OffsetProbe::new(cfg)?);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

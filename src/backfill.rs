@@ -26,7 +26,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use anyhow::{anyhow, bail, Context, Result};
 use egx_actors::config::KafkaMode;
-use egx_actors::kafka;
+use egx_actors::kafka::{self, KafkaSetupError, KafkaWatch};
 use egx_actors::market::{Bar, Interval, Shard, Symbol};
 use egx_actors::messages::{PublishBars, Stop};
 use egx_actors::metrics::Metrics;
@@ -35,7 +35,7 @@ use egx_actors::source::{system_clock, Clock, FetchRequest, Source, SourceError}
 use slog::Logger;
 use tokio::sync::watch;
 
-use crate::app::{build_source, shutdown_signal, EXIT_FAILED};
+use crate::app::{build_source, refusal_exit_code, shutdown_signal, EXIT_FAILED};
 use crate::cli::BackfillArgs;
 use crate::settings::Settings;
 use progress::Progress;
@@ -134,13 +134,22 @@ impl Backfill {
     async fn execute(self, state: BackfillState, log: Logger) -> Result<ExitCode> {
         let source = build_source(&self.settings, system_clock(), &log)?;
         let kafka = &self.settings.kafka;
-        if let Err(e) = kafka::ensure_topics(kafka).await {
+        let metrics = Arc::new(Metrics::new()?);
+        let watch = KafkaWatch::new(kafka, metrics.clone(), log.clone());
+        let ready = async {
+            kafka::preflight(kafka, &watch).await?;
+            kafka::ensure_topics(kafka, &watch).await
+        };
+        if let Err(e) = ready.await {
             eprintln!("egx-pipeline: error: {e}");
-            return Ok(ExitCode::from(EXIT_FAILED));
+            let code = match e {
+                KafkaSetupError::Refused(refusal) => refusal_exit_code(refusal.kind),
+                _ => EXIT_FAILED,
+            };
+            return Ok(ExitCode::from(code));
         }
-        let producer = kafka::producer(kafka)?;
-        let publisher =
-            Publisher::new(producer, &kafka.topic, Arc::new(Metrics::new()?), log.clone()).start();
+        let producer = kafka::producer(kafka, &watch)?;
+        let publisher = Publisher::new(producer, &kafka.topic, metrics, log.clone()).start();
         let progress = Progress::new(self.symbols.len(), &log);
         let (stop_tx, stop_rx) = watch::channel(false);
         let runner = Runner {

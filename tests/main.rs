@@ -13,6 +13,7 @@ mod pipeline;
 mod producer_window;
 mod reliability;
 mod secrets;
+mod secure_kafka;
 mod secure_services;
 mod smoke;
 mod sources;

@@ -8,9 +8,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures::future::join_all;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
 use slog::{debug, info, Logger};
 
+use crate::kafka::KafkaProducer;
 use crate::lifeline::Lifeline;
 
 use crate::messages::{Delivered, PublishBars, PublishReceipt, Stop};
@@ -51,7 +52,7 @@ pub enum PublisherError {
 
 /// Publishes bars to the topic.
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: KafkaProducer,
     topic: String,
     metrics: Arc<Metrics>,
     log: Logger,
@@ -61,7 +62,7 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher writing to `topic` through `producer` (see [`crate::kafka::producer`]).
     pub fn new(
-        producer: FutureProducer,
+        producer: KafkaProducer,
         topic: impl Into<String>,
         metrics: Arc<Metrics>,
         log: Logger,
@@ -126,7 +127,24 @@ impl Handler<PublishBars> for Publisher {
             Ok(receipt)
         };
         Box::pin(fut.into_actor(self).map(|result, act, ctx| {
-            let Err(_) = &result else { return result };
+            let Err(e) = &result else {
+                act.producer.watch().clear();
+                return result;
+            };
+            // A topic this user may not write fails every publish, whatever the retries:
+            // the run ends with the permission to grant.
+            if let PublisherError::Delivery { source, .. } = e {
+                let watch = act.producer.watch();
+                let refusal = crate::kafka::classify(source.rdkafka_error_code(), &source.to_string(), watch.config());
+                if let Some(refusal) = refusal.filter(|r| r.kind == crate::refusal::RefusalKind::Authorization) {
+                    slog::error!(act.log, "Kafka refuses the publish; stopping the pipeline."; "reason" => %refusal);
+                    if let Some(l) = act.lifeline.as_mut() {
+                        l.refused(refusal);
+                    }
+                    ctx.stop();
+                    return result;
+                }
+            }
             // A fatal producer fails every send from now on: stop, so that the supervisor
             // replaces it, instead of living on useless.
             let Some((code, reason)) = act.producer.client().fatal_error() else { return result };

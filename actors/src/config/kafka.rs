@@ -29,7 +29,7 @@ pub enum SecurityProtocol {
 }
 
 impl SecurityProtocol {
-    fn as_librdkafka(self) -> &'static str {
+    pub(crate) fn as_librdkafka(self) -> &'static str {
         match self {
             Self::Plaintext => "plaintext",
             Self::Ssl => "ssl",
@@ -37,7 +37,10 @@ impl SecurityProtocol {
             Self::SaslSsl => "sasl_ssl",
         }
     }
-    fn uses_sasl(self) -> bool {
+    pub(crate) fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+    pub(crate) fn uses_sasl(self) -> bool {
         matches!(self, Self::SaslPlaintext | Self::SaslSsl)
     }
 }
@@ -163,6 +166,9 @@ impl KafkaConfig {
     /// Settings shared by every client: brokers and security. The one place they are set.
     pub fn client_config(&self) -> rdkafka::ClientConfig {
         let mut c = rdkafka::ClientConfig::new();
+        // librdkafka tells why a connection failed (TLS or protocol mismatch) only in its
+        // info-level log lines; the clients' contexts read them to name the cause.
+        c.set_log_level(rdkafka::config::RDKafkaLogLevel::Info);
         c.set("bootstrap.servers", &self.bootstrap_servers)
             .set("security.protocol", self.security_protocol.as_librdkafka());
         if self.security_protocol.uses_sasl() {

@@ -20,7 +20,9 @@ use slog::{info, warn, Logger};
 
 use super::ledger::OwnedRecord;
 use super::KafkaReader;
+use crate::kafka::{classify, KafkaWatch};
 use crate::metrics::Metrics;
+use crate::refusal::{Refusal, RefusalKind};
 
 /// Records arrived from Kafka.
 #[derive(Debug, Message)]
@@ -51,6 +53,11 @@ pub(super) struct ConsumerFailed {
     pub reason: String,
 }
 
+/// The brokers refuse the consumer a permission it needs (the topic, the group).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(super) struct ConsumerRefused(pub Refusal);
+
 /// Partitions are being taken away; answered once they are drained and committed.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -61,13 +68,20 @@ pub struct ReaderContext {
     reader: Arc<Mutex<Option<Addr<KafkaReader>>>>,
     closing: Arc<AtomicBool>,
     topic: String,
+    watch: KafkaWatch,
     metrics: Arc<Metrics>,
     log: Logger,
 }
 
 impl ReaderContext {
-    pub(super) fn new(closing: Arc<AtomicBool>, topic: String, metrics: Arc<Metrics>, log: Logger) -> Self {
-        Self { reader: Arc::new(Mutex::new(None)), closing, topic, metrics, log }
+    pub(super) fn new(
+        closing: Arc<AtomicBool>,
+        watch: KafkaWatch,
+        metrics: Arc<Metrics>,
+        log: Logger,
+    ) -> Self {
+        let topic = watch.config().topic.clone();
+        Self { reader: Arc::new(Mutex::new(None)), closing, topic, watch, metrics, log }
     }
 
     pub(super) fn attach(&self, reader: Addr<KafkaReader>) {
@@ -97,7 +111,11 @@ impl ReaderContext {
 
 impl ClientContext for ReaderContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        warn!(self.log, "Kafka client error."; "error" => %error, "reason" => reason);
+        self.watch.error(&error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
+        self.watch.log_line(level, fac, line);
     }
 
     /// librdkafka's periodic statistics: the per-partition lag of the group (end offset
@@ -105,6 +123,9 @@ impl ClientContext for ReaderContext {
     fn stats(&self, statistics: Statistics) {
         let up = statistics.brokers.values().any(|b| b.state == "UP");
         self.metrics.up.with_label_values(&["kafka"]).set(i64::from(up));
+        if up {
+            self.watch.clear();
+        }
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
         for p in topic.partitions.values().filter(|p| p.partition >= 0) {
             let lag = if p.committed_offset >= 0 { p.hi_offset - p.committed_offset } else { p.consumer_lag };
@@ -168,7 +189,17 @@ pub(super) fn spawn_poller(
                     key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().map(<[u8]>::to_vec),
                 })),
-                Some(Err(e)) => warn!(log, "Kafka poll error."; "error" => %e),
+                Some(Err(e)) => {
+                    // A permission the consumer lacks fails every poll: the run ends.
+                    let watch = &consumer.context().watch;
+                    match classify(e.rdkafka_error_code(), &e.to_string(), watch.config()) {
+                        Some(refusal) if refusal.kind == RefusalKind::Authorization => {
+                            reader.do_send(ConsumerRefused(refusal));
+                            break;
+                        }
+                        _ => watch.error(&e, "poll"),
+                    }
+                }
             }
             // A fatal consumer stays alive but useless; the reader decides what follows.
             if let Some((code, reason)) = consumer.client().fatal_error() {

@@ -31,10 +31,12 @@ pub use context::ReaderContext;
 pub use ledger::{OwnedRecord, PartitionLedger};
 
 use commit::Committer;
-use context::{Consumed, ConsumerFailed, PartitionsAssigned, PartitionsRevoked, PositionReached};
+use context::{
+    Consumed, ConsumerFailed, ConsumerRefused, PartitionsAssigned, PartitionsRevoked, PositionReached,
+};
 
 use crate::config::{ChaosConfig, KafkaConfig, WriterConfig};
-use crate::kafka::consumer_config;
+use crate::kafka::{consumer_config, KafkaWatch};
 use crate::lifeline::Lifeline;
 use crate::messages::{Drain, GetProgress, ReaderProgress, RecordWritten, WriteOutcome, WriteRecord};
 use crate::metrics::Metrics;
@@ -69,6 +71,8 @@ pub enum ReaderError {
 pub struct ReaderSpec {
     /// Cluster, topic and group.
     pub kafka: KafkaConfig,
+    /// Where the consumer reports refusals (credentials, TLS, permissions).
+    pub watch: KafkaWatch,
     /// Limits (in-flight, commit interval, drain bound).
     pub writer: WriterConfig,
     /// Who writes the records.
@@ -111,7 +115,7 @@ impl KafkaReader {
         let closing = Arc::new(AtomicBool::new(false));
         let topic = spec.kafka.topic.clone();
         let context =
-            ReaderContext::new(closing.clone(), topic.clone(), spec.metrics.clone(), spec.log.clone());
+            ReaderContext::new(closing.clone(), spec.watch.clone(), spec.metrics.clone(), spec.log.clone());
         let consumer: BaseConsumer<ReaderContext> = consumer_config(&spec.kafka)
             .create_with_context(context)
             .map_err(|source| ReaderError::Consumer { topic: topic.clone(), source })?;
@@ -466,6 +470,20 @@ impl Handler<ConsumerFailed> for KafkaReader {
             )
         };
         error!(self.spec.log, "Fatal Kafka consumer error; stopping."; "reason" => %refusal);
+        if let Some(l) = self.lifeline.as_mut() {
+            l.refused(refusal);
+        }
+        ctx.stop();
+    }
+}
+
+impl Handler<ConsumerRefused> for KafkaReader {
+    type Result = ();
+
+    /// Stops the pipeline: the consumer may not read the topic or use the group, which no
+    /// retry changes.
+    fn handle(&mut self, ConsumerRefused(refusal): ConsumerRefused, ctx: &mut Self::Context) {
+        error!(self.spec.log, "Kafka refuses the consumer; stopping."; "reason" => %refusal);
         if let Some(l) = self.lifeline.as_mut() {
             l.refused(refusal);
         }

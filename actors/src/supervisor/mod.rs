@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use rdkafka::producer::FutureProducer;
 use slog::{error, info, Logger};
 use tokio::sync::oneshot;
 
@@ -28,7 +27,7 @@ use crate::config::{
     ChaosConfig, FetchConfig, FetchMode, KafkaConfig, KafkaMode, SinkConfig, SupervisorConfig, WriterConfig,
 };
 use crate::fetcher::{CursorStore, Fetcher, FetcherSpec};
-use crate::kafka::{self, KafkaSetupError, OffsetProbe};
+use crate::kafka::{self, KafkaProducer, KafkaSetupError, KafkaWatch, OffsetProbe};
 use crate::key::KeyTemplate;
 use crate::lifeline::{ChildExited, ChildId, Lifeline};
 use crate::market::Symbol;
@@ -138,7 +137,9 @@ pub struct Shutdown;
 pub struct Supervisor {
     spec: PipelineSpec,
     template: KeyTemplate,
-    producer: Option<FutureProducer>,
+    /// Where the Kafka clients report refusals (for the start-up check and `/readyz`).
+    watch: KafkaWatch,
+    producer: Option<KafkaProducer>,
     probe: Option<Arc<OffsetProbe>>,
     generation: u64,
     publisher: Option<(u64, Addr<Publisher>)>,
@@ -162,9 +163,11 @@ impl Supervisor {
         let template = spec.sink.validate()?;
         let (tx, rx) = oneshot::channel();
         let wanted = spec.fetch.symbols.iter().filter(|s| spec.fetch.shard.owns(s)).cloned().collect();
+        let watch = KafkaWatch::new(&spec.kafka, spec.metrics.clone(), spec.log.clone());
         let addr = Self {
             spec,
             template,
+            watch,
             producer: None,
             probe: None,
             generation: 0,
@@ -192,21 +195,26 @@ impl Supervisor {
         Lifeline::new(id, ctx.address().recipient())
     }
 
-    /// Topics and the producer: everything that must exist before actors start (the
-    /// object store is waited for by the consume side itself, see `store`).
+    /// Kafka answers, the topics exist, the producer is built: everything that must hold
+    /// before actors start (the object store is waited for by the consume side itself,
+    /// see `store`). A refusal by the brokers ends the run with its cause named.
     fn prepare(
         &self,
-    ) -> impl std::future::Future<Output = Result<(FutureProducer, Option<OffsetProbe>), String>> + 'static
+    ) -> impl std::future::Future<Output = Result<(KafkaProducer, Option<OffsetProbe>), PipelineExit>> + 'static
     {
-        let spec = self.spec.clone();
+        let (spec, watch) = (self.spec.clone(), self.watch.clone());
+        let failed = |e: KafkaSetupError| match e {
+            KafkaSetupError::Refused(refusal) => PipelineExit::Refused(refusal),
+            other => PipelineExit::Failed(other.to_string()),
+        };
         async move {
             if spec.kafka.mode == KafkaMode::External {
-                kafka::ensure_topics(&spec.kafka).await.map_err(|e| e.to_string())?;
+                kafka::preflight(&spec.kafka, &watch).await.map_err(failed)?;
+                kafka::ensure_topics(&spec.kafka, &watch).await.map_err(failed)?;
             }
-            let producer = kafka::producer(&spec.kafka).map_err(|e: KafkaSetupError| e.to_string())?;
+            let producer = kafka::producer(&spec.kafka, &watch).map_err(failed)?;
             let probe = if spec.once && spec.consume {
-                let probe = OffsetProbe::new(&spec.kafka).map_err(|e| e.to_string())?;
-                Some(probe)
+                Some(OffsetProbe::new(&spec.kafka).map_err(failed)?)
             } else {
                 None
             };
@@ -308,6 +316,7 @@ impl Supervisor {
         .start();
         let reader_spec = ReaderSpec {
             kafka: self.spec.kafka.clone(),
+            watch: self.watch.clone(),
             writer: self.spec.writer.clone(),
             sink: writer.clone().recipient(),
             panic_rate: self.spec.chaos.reader_panic_rate,
@@ -431,7 +440,7 @@ impl Actor for Supervisor {
                 act.probe = probe.map(Arc::new);
                 act.start_children(ctx);
             }
-            Err(e) => act.finish(PipelineExit::Failed(e), ctx),
+            Err(exit) => act.finish(exit, ctx),
         }));
     }
 }

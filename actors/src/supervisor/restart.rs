@@ -70,7 +70,7 @@ impl Supervisor {
             self.finish(PipelineExit::Refused(Refusal::kafka(RefusalKind::Authorization, why)), ctx);
             return false;
         }
-        match kafka::producer(kafka) {
+        match kafka::producer(kafka, &self.watch) {
             Ok(producer) => {
                 error!(self.spec.log, "The Kafka producer failed for good; a new one replaces it (its unconfirmed bars are published again)."; "code" => ?code, "reason" => &reason);
                 self.producer = Some(producer);

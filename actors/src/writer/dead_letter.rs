@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
+use crate::kafka::KafkaProducer;
 use crate::messages::WriteRecord;
 
 /// Payloads above this are cut in the dead-letter copy (the cut is flagged in a header),
@@ -30,14 +31,14 @@ pub mod headers {
 /// Publishes refused records.
 #[derive(Clone)]
 pub struct DeadLetters {
-    producer: FutureProducer,
+    producer: KafkaProducer,
     topic: String,
     source_topic: String,
 }
 
 impl DeadLetters {
     /// Publishes to `topic` records that came from `source_topic`.
-    pub fn new(producer: FutureProducer, topic: impl Into<String>, source_topic: impl Into<String>) -> Self {
+    pub fn new(producer: KafkaProducer, topic: impl Into<String>, source_topic: impl Into<String>) -> Self {
         Self { producer, topic: topic.into(), source_topic: source_topic.into() }
     }
 

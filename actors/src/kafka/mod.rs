@@ -1,20 +1,24 @@
-//! The one place Kafka clients and topics are set up: the idempotent producer, the
-//! consumer settings of the reader, topic creation, and the embedded (librdkafka mock)
-//! cluster used by the no-services default.
+//! The one place Kafka clients and topics are set up: the start-up check, the idempotent
+//! producer, the consumer settings of the reader, topic creation, and the embedded
+//! (librdkafka mock) cluster used by the no-services default.
+
+mod diagnosis;
+
+pub use diagnosis::{classify, KafkaWatch, WatchedContext};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{DefaultProducerContext, FutureProducer};
+use rdkafka::producer::{BaseProducer, DefaultProducerContext, FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
+use crate::refusal::{Refusal, RefusalKind};
 
 /// Errors while setting up Kafka clients or topics.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +50,105 @@ pub enum KafkaSetupError {
         #[source]
         source: KafkaError,
     },
+    /// No broker answered the start-up check.
+    #[error("cannot reach Kafka at {servers} (kafka.bootstrap_servers): {source}")]
+    Unreachable {
+        /// The bootstrap servers.
+        servers: String,
+        /// librdkafka's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// The brokers refused this client as it is configured.
+    #[error("{0}")]
+    Refused(Refusal),
+}
+
+/// The pipeline's producer, with the watch its context reports refusals to. Cheap to
+/// clone (shared); dereferences to the rdkafka producer.
+#[derive(Clone)]
+pub struct KafkaProducer {
+    producer: FutureProducer<WatchedContext>,
+    watch: KafkaWatch,
+}
+
+impl KafkaProducer {
+    /// Where this producer's refusals are reported (and the configuration it was built from).
+    pub fn watch(&self) -> &KafkaWatch {
+        &self.watch
+    }
+}
+
+impl std::ops::Deref for KafkaProducer {
+    type Target = FutureProducer<WatchedContext>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.producer
+    }
+}
+
+/// How often the start-up check asks again while the brokers refuse (the refusal shows on
+/// `/readyz` meanwhile), before the run ends: a credential being rotated gets a moment,
+/// and nothing retries for ever.
+const REFUSAL_CHECKS: u32 = 3;
+
+/// How long one start-up check waits for the brokers' metadata.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reaches the brokers before anything else starts, so that a refused credential, an
+/// untrusted certificate or a plaintext client on a TLS listener ends the run at once
+/// with the cause named ([`KafkaSetupError::Refused`]) instead of as a time-out. Answers
+/// the number of brokers.
+pub async fn preflight(cfg: &KafkaConfig, watch: &KafkaWatch) -> Result<usize, KafkaSetupError> {
+    let mut attempt = 1;
+    loop {
+        match check_once(cfg, watch).await {
+            Ok(brokers) => {
+                watch.clear();
+                return Ok(brokers);
+            }
+            Err(KafkaSetupError::Refused(_)) if attempt < REFUSAL_CHECKS => {
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One metadata request with a fresh client; a refusal reported meanwhile ends it early.
+/// The client is a producer because polling a producer serves the queue that carries
+/// librdkafka's error reports and log lines (a consumer without a group would not).
+async fn check_once(cfg: &KafkaConfig, watch: &KafkaWatch) -> Result<usize, KafkaSetupError> {
+    let client: BaseProducer<WatchedContext> = cfg
+        .client_config()
+        .create_with_context(WatchedContext(watch.clone()))
+        .map_err(|source| KafkaSetupError::Client { client: "start-up check", source })?;
+    let client = std::sync::Arc::new(client);
+    let probe = client.clone();
+    let mut metadata = tokio::task::spawn_blocking(move || {
+        probe.client().fetch_metadata(None, CHECK_TIMEOUT).map(|m| m.brokers().len())
+    });
+    let servers = cfg.bootstrap_servers.clone();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            answer = &mut metadata => {
+                client.poll(Duration::ZERO);
+                return match answer {
+                    Ok(Ok(brokers)) => Ok(brokers),
+                    Ok(Err(source)) => Err(watch.refusal().map_or(KafkaSetupError::Unreachable { servers, source }, KafkaSetupError::Refused)),
+                    Err(_) => Err(KafkaSetupError::Unreachable { servers, source: KafkaError::Canceled }),
+                };
+            }
+            _ = tick.tick() => {
+                client.poll(Duration::ZERO);
+                if let Some(refusal) = watch.refusal() {
+                    return Err(KafkaSetupError::Refused(refusal));
+                }
+            }
+        }
+    }
 }
 
 /// Producer settings: idempotent (no duplicates or reordering on retries), acks=all, and
@@ -61,9 +164,12 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
-/// Builds the producer.
-pub fn producer(cfg: &KafkaConfig) -> Result<FutureProducer, KafkaSetupError> {
-    producer_config(cfg).create().map_err(|source| KafkaSetupError::Client { client: "producer", source })
+/// Builds the producer; it reports refusals to `watch`.
+pub fn producer(cfg: &KafkaConfig, watch: &KafkaWatch) -> Result<KafkaProducer, KafkaSetupError> {
+    let producer = producer_config(cfg)
+        .create_with_context(WatchedContext(watch.clone()))
+        .map_err(|source| KafkaSetupError::Client { client: "producer", source })?;
+    Ok(KafkaProducer { producer, watch: watch.clone() })
 }
 
 /// Consumer settings of the KafkaReader: nothing is committed automatically and
@@ -91,10 +197,11 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
 
 /// Creates the data topic and the dead-letter topic when they are missing (partitions,
 /// replication and retention from the config). Existing topics are left as they are.
-pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<(), KafkaSetupError> {
-    let admin: AdminClient<DefaultClientContext> = cfg
+/// A user without the right to create them may still use topics that exist.
+pub async fn ensure_topics(cfg: &KafkaConfig, watch: &KafkaWatch) -> Result<(), KafkaSetupError> {
+    let admin: AdminClient<WatchedContext> = cfg
         .client_config()
-        .create()
+        .create_with_context(WatchedContext(watch.clone()))
         .map_err(|source| KafkaSetupError::Client { client: "admin client", source })?;
     let retention = cfg.retention_ms().to_string();
     let dlq = cfg.dlq_topic();
@@ -113,10 +220,31 @@ pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<(), KafkaSetupError> {
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((
+                topic,
+                RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed,
+            )) => {
+                if !topic_exists(&admin, &topic).await {
+                    let who = format!("user {:?} (kafka.sasl_username)", cfg.sasl_username);
+                    return Err(KafkaSetupError::Refused(Refusal::kafka(
+                        RefusalKind::Authorization,
+                        format!("{who} may not create topic {topic:?}: create it (and {:?}) beforehand, or grant Create on it", cfg.dlq_topic()),
+                    )));
+                }
+            }
             Err((topic, code)) => return Err(KafkaSetupError::CreateTopic { topic, code }),
         }
     }
     Ok(())
+}
+
+/// True when the brokers describe `topic` with partitions (whoever may not create it).
+async fn topic_exists(admin: &AdminClient<WatchedContext>, topic: &str) -> bool {
+    let client = admin.inner();
+    let metadata = client.fetch_metadata(Some(topic), Duration::from_secs(10));
+    metadata.is_ok_and(|m| {
+        m.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+    })
 }
 
 /// librdkafka's in-process mock cluster: real Kafka protocol, producer, consumer group
