@@ -30,6 +30,23 @@ fn terminate(child: &mut Child, signal: &str) {
     std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill runs");
 }
 
+/// Publishes `n` daily bars of 10 symbols `<prefix>00`…`<prefix>09`, each its own object.
+async fn publish_daily_bars(topic: &str, prefix: &str, n: usize) {
+    let bars: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let symbol = format!("{prefix}{:02}", i % 10);
+            let body = format!(
+                r#"{{"symbol":"{symbol}","interval":"Daily","datetime":"2025-01-{:02}","open":1,"high":1,"low":1,"close":1}}"#,
+                1 + i / 10
+            );
+            (symbol, body)
+        })
+        .collect();
+    let refs: Vec<(Option<&[u8]>, &[u8])> =
+        bars.iter().map(|(k, v)| (Some(k.as_bytes()), v.as_bytes())).collect();
+    support::produce(topic, &refs).await;
+}
+
 async fn wait_for<F: FnMut() -> bool>(what: &str, deadline: Duration, mut cond: F) {
     let ok = support::eventually(deadline, || std::future::ready(cond())).await;
     assert!(ok, "timed out waiting for {what}");
@@ -126,19 +143,7 @@ async fn a_consumer_started_during_a_store_outage_waits_for_the_store() {
     let (topic, bucket, group) =
         (support::unique("egx-wait"), support::unique("egx-wait"), support::unique("g"));
     support::create_topic(&topic, 3).await;
-    let messages: Vec<(String, String)> = (0..30)
-        .map(|i| {
-            let symbol = format!("W{:02}", i % 10);
-            let body = format!(
-                r#"{{"symbol":"{symbol}","interval":"Daily","datetime":"2025-01-{:02}","open":1,"high":1,"low":1,"close":1}}"#,
-                1 + i / 10
-            );
-            (symbol, body)
-        })
-        .collect();
-    let refs: Vec<(Option<&[u8]>, &[u8])> =
-        messages.iter().map(|(k, v)| (Some(k.as_bytes()), v.as_bytes())).collect();
-    support::produce(&topic, &refs).await;
+    publish_daily_bars(&topic, "W", 30).await;
     let port = support::free_port();
     let cfg = support::config_file(
         &topic,
@@ -224,19 +229,7 @@ retry_max_ms = 200
     let ready = || support::http_get(port, "/readyz");
     wait_for("ready", Duration::from_secs(60), || ready().is_some_and(|(s, _)| s == 200)).await;
     s3.stop();
-    let bars: Vec<(String, String)> = (0..20)
-        .map(|i| {
-            let symbol = format!("T{:02}", i % 10);
-            let body = format!(
-                r#"{{"symbol":"{symbol}","interval":"Daily","datetime":"2025-02-{:02}","open":1,"high":1,"low":1,"close":1}}"#,
-                1 + i / 10
-            );
-            (symbol, body)
-        })
-        .collect();
-    let refs: Vec<(Option<&[u8]>, &[u8])> =
-        bars.iter().map(|(k, v)| (Some(k.as_bytes()), v.as_bytes())).collect();
-    support::produce(&topic, &refs).await;
+    publish_daily_bars(&topic, "T", 20).await;
     wait_for("not ready: writes stalled", Duration::from_secs(60), || {
         ready().is_some_and(|(s, body)| s == 503 && body.contains("object writes stalled"))
     })

@@ -245,6 +245,14 @@ impl Row {
     }
 }
 
+/// A metric's value in a pipeline's exposition on `admin`, or None while it does not answer.
+pub fn metric(admin: u16, series: &str) -> Option<f64> {
+    match support::http_get(admin, "/metrics") {
+        Some((200, text)) => Some(support::metric_sum(&text, series)),
+        _ => None,
+    }
+}
+
 /// The group's state and member ids, as the broker describes them.
 pub fn group_members(bootstrap: &str, group: &str) -> (String, Vec<String>) {
     use rdkafka::consumer::{BaseConsumer, Consumer};

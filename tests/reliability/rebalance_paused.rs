@@ -35,14 +35,6 @@ fn join_and_leave(bootstrap: &str, group: &str, topic: &str) {
     // Dropping the consumer closes it: it leaves the group at once.
 }
 
-/// The metric's value in A's exposition, or None while the endpoint does not answer.
-fn metric(admin: u16, series: &str) -> Option<f64> {
-    match support::http_get(admin, "/metrics") {
-        Some((200, text)) => Some(support::metric_sum(&text, series)),
-        _ => None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]
 async fn rebalance_while_paused_loses_no_partition() {
@@ -83,7 +75,7 @@ async fn rebalance_while_paused_loses_no_partition() {
     server.stop();
     super::publish_bars(&producer, &topic, total / 10..total).await;
     let all_paused = support::eventually(Duration::from_secs(60), || async {
-        metric(admin, "egx_partition_paused") == Some(3.0)
+        super::metric(admin, "egx_partition_paused") == Some(3.0)
     })
     .await;
     assert!(all_paused, "every partition of A paused while the store is down:\n{}", a.log_text());
@@ -93,7 +85,7 @@ async fn rebalance_while_paused_loses_no_partition() {
     let (b, g, t) = (kafka.clone(), group.clone(), topic.clone());
     tokio::task::spawn_blocking(move || join_and_leave(&b, &g, &t)).await.expect("second member");
     let all_back = support::eventually(Duration::from_secs(60), || async {
-        metric(admin, "egx_assigned_partitions") == Some(3.0)
+        super::metric(admin, "egx_assigned_partitions") == Some(3.0)
             && super::group_members(&kafka, &group).1.len() == 1
     })
     .await;

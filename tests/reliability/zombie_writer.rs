@@ -15,13 +15,6 @@ use crate::support::latency_proxy::LatencyProxy;
 /// Bars published before the fault (bar 0 is the one that gets a second version).
 const BARS: usize = 20;
 
-fn metric(admin: u16, series: &str) -> Option<f64> {
-    match support::http_get(admin, "/metrics") {
-        Some((200, text)) => Some(support::metric_sum(&text, series)),
-        _ => None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]
 async fn a_zombie_write_never_rolls_an_object_back() {
@@ -76,7 +69,7 @@ async fn a_zombie_write_never_rolls_an_object_back() {
     let mut b =
         Proc::spawn(cfg.path(), &["consume"], &member("a-member-b", admin_b, support::s3_endpoint()), &peak);
     let moved = support::eventually(Duration::from_secs(60), || async {
-        metric(admin_b, "egx_assigned_partitions") == Some(1.0)
+        super::metric(admin_b, "egx_assigned_partitions") == Some(1.0)
     })
     .await;
     assert!(moved, "B takes the partition over:\n{}", b.log_text());
