@@ -6,6 +6,7 @@
 mod compose;
 mod dead_letter;
 mod delivery;
+mod guarantees;
 mod interop;
 mod operations;
 mod ops_files;

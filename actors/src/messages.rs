@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
+/// The token that ends an assignment's writes ([`WriteRecord::assignment`]).
+pub use tokio_util::sync::CancellationToken;
 
 use crate::market::{Bar, Interval, Symbol};
 use crate::publisher::PublisherError;

@@ -308,6 +308,57 @@ mod tests {
         assert_eq!(r.interval, Interval::Minutes(5));
     }
 
+    /// A bar with one field replaced: `"open":1` becomes `"open":<value>`.
+    fn bar_with(field: &str, value: &str) -> String {
+        r#"{"symbol":"COMI","interval":"Daily","datetime":"2025-01-20","open":1,"high":1,"low":1,"close":1,"volume":10}"#
+            .replace(&format!("\"{field}\":1,"), &format!("\"{field}\":{value},"))
+            .replace(&format!("\"{field}\":10}}"), &format!("\"{field}\":{value}}}"))
+    }
+
+    #[test]
+    fn implausible_prices_and_volumes_are_refused() {
+        for (field, value) in
+            [("open", "-0.5"), ("high", "1e15"), ("low", "2e15"), ("close", "-1"), ("volume", "1e16")]
+        {
+            let payload = bar_with(field, value);
+            assert_ne!(payload, bar_with(field, "1"), "the value was replaced in {payload}");
+            let err = decode(&payload).unwrap_err();
+            assert!(matches!(err, RecordError::NotFinite(f) if f == field), "{payload}: {err}");
+        }
+        let legacy =
+            r#"{"symbol":"COMI","interval":"5","datetime":"2025-01-20T09:35:00","value":-3,"field":"close"}"#;
+        assert!(matches!(decode(legacy), Err(RecordError::NotFinite("value"))), "a negative legacy value");
+        // Just below the bound and zero are plausible.
+        assert!(decode(&bar_with("volume", "999999999999999")).is_ok());
+        assert!(decode(&bar_with("open", "0")).is_ok());
+    }
+
+    #[test]
+    fn dates_outside_1900_to_2200_are_refused() {
+        for datetime in
+            ["1899-12-31T10:00:00+02:00", "2201-01-01T10:00:00+02:00", "+10000-01-01T10:00:00+02:00"]
+        {
+            let payload = format!(
+                r#"{{"symbol":"COMI","interval":"Daily","datetime":"{datetime}","open":1,"high":1,"low":1,"close":1}}"#
+            );
+            assert!(matches!(decode(&payload), Err(RecordError::Datetime(_))), "{datetime}");
+        }
+        for datetime in ["1900-01-01T10:00:00+02:00", "2200-12-31T10:00:00+02:00"] {
+            let payload = format!(
+                r#"{{"symbol":"COMI","interval":"Daily","datetime":"{datetime}","open":1,"high":1,"low":1,"close":1}}"#
+            );
+            assert!(decode(&payload).is_ok(), "{datetime} is within the range");
+        }
+    }
+
+    #[test]
+    fn a_legacy_field_named_ohlcv_is_refused() {
+        // `ohlcv` names the whole bar in keys: it would overwrite the bar's object.
+        let payload =
+            r#"{"symbol":"COMI","interval":"5","datetime":"2025-01-20T09:35:00","value":1,"field":"ohlcv"}"#;
+        assert!(matches!(decode(payload), Err(RecordError::Field(f)) if f == "ohlcv"));
+    }
+
     #[test]
     fn bad_records_name_their_reason() {
         let cases = [

@@ -159,6 +159,18 @@ impl PartitionLedger {
     }
 }
 
+/// The ledger an ack of `partition` written under assignment `epoch` belongs to: the
+/// partition's, while it is still owned under that same assignment. An ack of an
+/// assignment that ended (the partition was revoked, perhaps assigned again since) finds
+/// none and is dropped: it must not move the new assignment's watermark (DESIGN.md rule 5).
+pub fn owning(
+    ledgers: &mut std::collections::BTreeMap<i32, PartitionLedger>,
+    partition: i32,
+    epoch: u64,
+) -> Option<&mut PartitionLedger> {
+    ledgers.get_mut(&partition).filter(|l| l.epoch == epoch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +275,23 @@ mod tests {
         assert_eq!(l.oldest_dispatch(), Some(t1));
         l.written(8);
         assert_eq!(l.oldest_dispatch(), None);
+    }
+
+    #[test]
+    fn acks_of_an_assignment_that_ended_are_dropped() {
+        let mut ledgers = std::collections::BTreeMap::new();
+        let first = PartitionLedger::new(1);
+        ledgers.insert(0, first);
+        ledgers.get_mut(&0).unwrap().dispatched(5, Instant::now());
+        // Revoked, then assigned again: offset 5 is read and dispatched anew.
+        ledgers.remove(&0);
+        ledgers.insert(0, PartitionLedger::new(2));
+        ledgers.get_mut(&0).unwrap().dispatched(5, Instant::now());
+        assert!(owning(&mut ledgers, 0, 1).is_none(), "the first assignment's ack is dropped");
+        assert_eq!(ledgers[&0].watermark(), Some(5), "and does not move the watermark");
+        assert!(owning(&mut ledgers, 1, 2).is_none(), "nor does an ack of a partition not owned");
+        assert!(owning(&mut ledgers, 0, 2).is_some_and(|l| l.written(5)));
+        assert_eq!(ledgers[&0].watermark(), Some(6));
     }
 
     #[test]

@@ -309,8 +309,7 @@ impl KafkaReader {
 
     fn on_written(&mut self, written: RecordWritten, ctx: &mut Context<Self>) {
         let limit = self.spec.writer.max_in_flight_per_partition;
-        let Some(ledger) = self.ledgers.get_mut(&written.partition).filter(|l| l.epoch == written.epoch)
-        else {
+        let Some(ledger) = ledger::owning(&mut self.ledgers, written.partition, written.epoch) else {
             debug!(self.spec.log, "Dropped an ack for a partition no longer owned."; "partition" => written.partition, "offset" => written.offset);
             return;
         };

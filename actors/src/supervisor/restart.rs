@@ -2,6 +2,7 @@
 //! more than `supervisor.max_restarts` within the window ends the pipeline
 //! ([`PipelineExit::GaveUp`]). The KafkaReader and S3Writer restart as a pair.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -21,14 +22,9 @@ impl Supervisor {
     /// Counts a restart; false when the budget is exhausted (the pipeline gives up).
     fn allow_restart(&mut self, what: &str, ctx: &mut Context<Self>) -> Option<Duration> {
         let window = Duration::from_secs(self.spec.supervisor.restart_window_secs);
-        let now = Instant::now();
-        self.restarts.push_back(now);
-        while self.restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
-            self.restarts.pop_front();
-        }
+        let recent = count_recent(&mut self.restarts, Instant::now(), window);
         self.total_restarts += 1;
         self.spec.metrics.restarts.with_label_values(&[what.split(' ').next().unwrap_or(what)]).inc();
-        let recent = self.restarts.len();
         if recent > self.spec.supervisor.max_restarts {
             let reason = format!(
                 "{recent} restarts within {}s (limit {}); last: {what}",
@@ -147,5 +143,34 @@ impl Supervisor {
                 }
             }
         }
+    }
+}
+
+/// Notes a restart at `now` in `restarts` and forgets those older than `window`; returns
+/// how many restarts the window holds now (the one just noted included).
+fn count_recent(restarts: &mut VecDeque<Instant>, now: Instant, window: Duration) -> usize {
+    restarts.push_back(now);
+    while restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
+        restarts.pop_front();
+    }
+    restarts.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_spread_beyond_the_window_never_add_up() {
+        let (t0, window) = (Instant::now(), Duration::from_secs(10));
+        let at = |s| t0 + Duration::from_secs(s);
+        let mut restarts = VecDeque::new();
+        // Every 6 s for a minute: never more than two in any 10 s window.
+        let counts: Vec<usize> = (0..10).map(|i| count_recent(&mut restarts, at(i * 6), window)).collect();
+        assert!(counts.iter().all(|c| *c <= 2), "{counts:?}");
+        // Three within the window add up.
+        let mut burst = VecDeque::new();
+        let counts: Vec<usize> = [0, 1, 2].map(|s| count_recent(&mut burst, at(s), window)).to_vec();
+        assert_eq!(counts, [1, 2, 3]);
     }
 }
