@@ -9,7 +9,8 @@ use egx_actors::kafka::OffsetProbe;
 
 use crate::settings::Settings;
 
-/// Tests the connections a configuration needs; fails with the first unreachable one.
+/// Tests the connections a configuration needs; fails with the first unreachable or
+/// refusing one.
 pub async fn check(settings: &Settings) -> Result<()> {
     if settings.kafka.mode == KafkaMode::Embedded {
         println!("kafka:  embedded (in-process mock cluster), nothing to reach");
@@ -24,7 +25,11 @@ pub async fn check(settings: &Settings) -> Result<()> {
         println!("kafka:  {servers} answered ({brokers} broker(s))");
     }
     let sink = egx_actors::sink::build(&settings.sink).await;
-    let status = sink.check().await.map_err(|e| anyhow!("object store is not usable: {e}"))?;
+    // A refusal says who refused what (TLS trust, the access keys, a permission) first.
+    let status = sink.check().await.map_err(|e| match e.refusal() {
+        Some(refusal) => anyhow!("{refusal}"),
+        None => anyhow!("object store is not usable: {e}"),
+    })?;
     println!("store:  {status}");
     println!("ok");
     Ok(())

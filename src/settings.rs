@@ -1,5 +1,6 @@
 //! Configuration loading: built-in defaults → config file → `EGX__SECTION__KEY`
-//! environment → the original scripts' environment variables → command-line flags.
+//! environment → the original scripts' environment variables (and `AWS_CA_BUNDLE`) →
+//! command-line flags.
 //! Unknown keys and invalid values stop the program with the key and its origin named.
 
 use std::path::{Path, PathBuf};
@@ -77,13 +78,15 @@ const EGX_SECRETS: [(&str, &str); 3] = [
     ("EGX__TRADINGVIEW__AUTH_TOKEN", "tradingview.auth_token"),
 ];
 
-/// Environment variables of the original scripts, applied after `EGX__` variables.
-const ORIGINAL_ENV: [(&str, &str); 5] = [
+/// Environment variables of the original scripts, applied after `EGX__` variables; with
+/// them `AWS_CA_BUNDLE`, which users know from the AWS CLI and the other SDKs.
+const ORIGINAL_ENV: [(&str, &str); 6] = [
     ("KAFKA_BOOTSTRAP_SERVERS", "kafka.bootstrap_servers"),
     ("AWS_ACCESS_KEY_ID", "sink.access_key_id"),
     ("AWS_SECRET_ACCESS_KEY", "sink.secret_access_key"),
     ("AWS_REGION", "sink.region"),
     ("MINIO_ENDPOINT", "sink.endpoint"),
+    ("AWS_CA_BUNDLE", "sink.ca_bundle"),
 ];
 
 impl Settings {
@@ -253,5 +256,19 @@ mod tests {
         assert_eq!(s.sink.secret_access_key.expose(), "sentinel-secret-42");
         assert!(!s.to_redacted_toml().unwrap().contains("sentinel-secret-42"));
         assert!(!format!("{s:?}").contains("sentinel-secret-42"));
+    }
+
+    #[test]
+    fn aws_ca_bundle_overrides_the_file_and_a_bad_bundle_names_the_key() {
+        // EGX__SINK__CA_BUNDLE in between is read from the process environment by the
+        // config crate: tests/secure_store.rs checks it through the binary.
+        let f = file("[sink]\nkind = \"s3\"\nca_bundle = \"/file/ca.pem\"\n");
+        let s = Settings::load(Some(f.path()), Defaults::Embedded, &no_env).unwrap();
+        assert_eq!(s.sink.ca_bundle, PathBuf::from("/file/ca.pem"));
+        let err = s.validate("x.toml").unwrap_err().to_string();
+        assert!(err.contains("sink.ca_bundle") && err.contains("cannot read /file/ca.pem"), "{err}");
+        let env = |k: &str| (k == "AWS_CA_BUNDLE").then(|| "/aws/ca.pem".to_string());
+        let s = Settings::load(Some(f.path()), Defaults::Embedded, &env).unwrap();
+        assert_eq!(s.sink.ca_bundle, PathBuf::from("/aws/ca.pem"));
     }
 }

@@ -16,6 +16,7 @@ mod reliability;
 mod secrets;
 mod secure_kafka;
 mod secure_services;
+mod secure_store;
 mod smoke;
 mod sources;
 mod store_fence;

@@ -2,8 +2,8 @@
 //! every chunk a client sends for a fixed delay before passing it on (so every request
 //! takes at least that long), and that can hold requests back altogether until released
 //! (a request that left the client but lands on the server much later). Answers flow back
-//! undelayed. It keeps the request line of every request it saw, and whether the server
-//! has answered it.
+//! undelayed. It keeps the request line and header lines of every request it saw, and
+//! whether the server has answered it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +17,8 @@ use tokio::sync::watch;
 pub struct SeenRequest {
     /// Its request line, e.g. `PUT /bucket/key?x-id=PutObject HTTP/1.1`.
     pub line: String,
+    /// Its header lines as (lower-cased name, value), in the order sent.
+    pub headers: Vec<(String, String)>,
     /// Sent while the proxy was holding requests back.
     pub held: bool,
     /// The server has started answering it.
@@ -77,6 +79,18 @@ impl LatencyProxy {
     }
 }
 
+impl SeenRequest {
+    /// Its method, e.g. `PUT`.
+    pub fn method(&self) -> &str {
+        self.line.split(' ').next().unwrap_or_default()
+    }
+
+    /// The value of header `name` (lower case), if it was sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
 impl Drop for LatencyProxy {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -99,6 +113,19 @@ async fn accept_loop(listener: TcpListener, relay: Relay) {
     }
 }
 
+/// The longest request head kept for its header lines; a longer one keeps none.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// The header lines of a request head (everything before the blank line), names lower-cased.
+fn header_lines(head: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(head)
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect()
+}
+
 /// The request line if `chunk` starts a request (`METHOD /path HTTP/1.1`).
 fn request_line(chunk: &[u8]) -> Option<String> {
     let line = chunk.split(|b| *b == b'\n').next()?;
@@ -119,6 +146,8 @@ impl Relay {
         let answered = pending.clone();
         let requests = async {
             let mut buf = vec![0u8; 64 * 1024];
+            // The head of the latest request until its blank line arrived (it may span reads).
+            let mut head: Option<(usize, Vec<u8>)> = None;
             loop {
                 let n = match from_client.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
@@ -127,8 +156,18 @@ impl Relay {
                 let held = *self.gate.borrow();
                 if let Some(line) = request_line(&buf[..n]) {
                     let mut seen = seen.lock().expect("proxy log");
-                    seen.push(SeenRequest { line, held, answered: false });
+                    seen.push(SeenRequest { line, headers: Vec::new(), held, answered: false });
                     *pending.lock().expect("pending") = Some(seen.len() - 1);
+                    head = Some((seen.len() - 1, Vec::new()));
+                }
+                if let Some((i, bytes)) = head.as_mut() {
+                    bytes.extend_from_slice(&buf[..n]);
+                    if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.lock().expect("proxy log")[*i].headers = header_lines(&bytes[..end]);
+                        head = None;
+                    } else if bytes.len() > MAX_HEAD {
+                        head = None;
+                    }
                 }
                 // Held chunks wait here, whatever the client does meanwhile.
                 let _ = self.gate.wait_for(|holding| !holding).await;

@@ -8,12 +8,18 @@
 //! replay (nothing to write), an older one is replaced with `If-Match: <ETag>`. Objects
 //! without an origin (the original consumer's) are compared by bytes. With
 //! `sink.replace = "always"` (write-only roles) nothing is read and the object is replaced.
+//!
+//! Failures are classified by the store's answer (status and error code), so that a
+//! refusal — an untrusted certificate, refused access keys, a missing permission — is told
+//! apart from an outage (see [`FailureKind`]). Server-side encryption headers go on every
+//! PUT, and only on PUTs (S3 rejects them on HEAD and GET).
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use aws_sdk_s3::Client;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
@@ -31,6 +37,9 @@ pub struct S3Sink {
     sse_kms_key_id: Option<String>,
     replace: ReplacePolicy,
     endpoint: String,
+    /// Why `sink.ca_bundle` could not be loaded when the client was built, added to TLS
+    /// failures (validation catches it first; the file may have changed since).
+    trust_problem: Option<String>,
 }
 
 /// User metadata key of the object's origin (`x-amz-meta-egx-origin`).
@@ -57,7 +66,8 @@ struct Head {
     origin: Option<Origin>,
 }
 
-/// Builds the S3 client of a sink config: the one place S3 credentials are read.
+/// Builds the S3 client of a sink config: the one place S3 credentials and the CA bundle
+/// are read.
 pub async fn client(cfg: &SinkConfig) -> Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(cfg.region.clone()));
@@ -73,9 +83,29 @@ pub async fn client(cfg: &SinkConfig) -> Client {
     if !cfg.endpoint.is_empty() {
         loader = loader.endpoint_url(&cfg.endpoint);
     }
+    if let Some(http) = https_client(cfg) {
+        loader = loader.http_client(http);
+    }
     let shared = loader.load().await;
     let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.force_path_style).build();
     Client::from_conf(conf)
+}
+
+/// An HTTPS client trusting the system's roots and the certificates of `sink.ca_bundle`;
+/// None without a bundle (the SDK's default client), and None when it cannot be loaded:
+/// the client then trusts the system's roots only, never more than configured, and a
+/// store signed by the bundle's CA fails as a TLS refusal that names `sink.ca_bundle`.
+/// Only certificates checked by [`SinkConfig::ca_certificates`] reach the TLS library.
+fn https_client(cfg: &SinkConfig) -> Option<aws_sdk_s3::config::SharedHttpClient> {
+    let pems = cfg.ca_certificates().ok().filter(|p| !p.is_empty())?;
+    let trust = pems.into_iter().fold(TrustStore::default(), TrustStore::with_pem_certificate);
+    let context = TlsContext::builder().with_trust_store(trust).build().ok()?;
+    Some(
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(context)
+            .build_https(),
+    )
 }
 
 fn describe<E, R>(err: &SdkError<E, R>) -> String
@@ -86,17 +116,53 @@ where
     DisplayErrorContext(err).to_string()
 }
 
-/// The kind of an SDK failure: by HTTP status when the store answered, "unreachable"
-/// when it did not (connection, DNS, TLS, time-out).
-fn kind<E, R>(err: &SdkError<E, R>) -> FailureKind
+/// The kind of an SDK failure: by the answer (status and error code) when the store
+/// answered; when it did not, a TLS refusal if the handshake rejected its certificate,
+/// otherwise "unreachable" (connection, DNS, time-out).
+fn kind<E>(err: &SdkError<E, HttpResponse>) -> FailureKind
 where
-    R: HttpStatus,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     match (err, status(err)) {
-        (_, Some(code)) => FailureKind::of_status(code),
+        (_, Some(code)) => answered(code, err.code()),
+        (SdkError::DispatchFailure(_), None) if untrusted_certificate(err) => FailureKind::Tls,
         (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), None) => FailureKind::Unreachable,
         _ => FailureKind::Other,
     }
+}
+
+/// The kind of an answer, by its S3 error code first (a HEAD answer has none).
+fn answered(status: u16, code: Option<&str>) -> FailureKind {
+    match code {
+        Some(
+            "SignatureDoesNotMatch"
+            | "InvalidAccessKeyId"
+            | "XAdminUserNotFound"
+            | "InvalidToken"
+            | "ExpiredToken"
+            | "TokenRefreshRequired",
+        ) => FailureKind::Authentication,
+        Some(code) if code == "AccessDenied" || code == "AllAccessDisabled" || code.starts_with("KMS.") => {
+            FailureKind::Forbidden
+        }
+        // A clock off by more than 15 minutes: the SDK corrects its offset and retries.
+        Some("RequestTimeTooSkewed") => FailureKind::Other,
+        _ => FailureKind::of_status(status),
+    }
+}
+
+/// True when the TLS handshake rejected the store's certificate. rustls says so in the
+/// error chain (`invalid peer certificate: UnknownIssuer`); the SDK offers no typed error
+/// for it.
+fn untrusted_certificate(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.to_string().contains("invalid peer certificate") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn status<E, R>(err: &SdkError<E, R>) -> Option<u16>
@@ -120,7 +186,8 @@ impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
 impl S3Sink {
     /// A sink for the config's bucket.
     pub async fn new(cfg: &SinkConfig) -> Self {
-        Self::with_client(client(cfg).await, cfg)
+        let trust_problem = cfg.ca_certificates().err().map(|e| e.to_string());
+        Self { trust_problem, ..Self::with_client(client(cfg).await, cfg) }
     }
 
     /// A sink using an existing client (embedding apps, tests).
@@ -138,6 +205,7 @@ impl S3Sink {
             sse_kms_key_id: kms,
             replace: cfg.replace,
             endpoint: if cfg.endpoint.is_empty() { "AWS".into() } else { cfg.endpoint.clone() },
+            trust_problem: None,
         }
     }
 
@@ -148,24 +216,46 @@ impl S3Sink {
     /// The error of a failed SDK call.
     fn failed<E>(&self, operation: &'static str, key: &str, err: &SdkError<E, HttpResponse>) -> SinkError
     where
-        E: std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        self.error(operation, key, describe(err), kind(err))
+        let (mut detail, kind) = (describe(err), kind(err));
+        if let Some(problem) = self.trust_problem.as_ref().filter(|_| kind == FailureKind::Tls) {
+            detail = format!("{detail}; and {problem}");
+        }
+        self.error(operation, key, detail, kind)
+    }
+
+    /// The error of a missing bucket that may not be created.
+    fn missing_bucket(&self) -> SinkError {
+        let detail = "bucket does not exist and sink.create_bucket is false".into();
+        self.error("HEAD bucket", "", detail, FailureKind::NotFound)
+    }
+
+    /// Whether the bucket exists; an error when the store does not say.
+    async fn bucket_exists(&self) -> Result<bool, SinkError> {
+        let head = match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => return Ok(true),
+            Err(e) => e,
+        };
+        if !matches!(status(&head), Some(403 | 404)) {
+            return Err(self.failed("HEAD bucket", "", &head));
+        }
+        // A HEAD answer has no body, so its 403 or 404 does not say why: a wrong secret, a
+        // missing permission, an unknown access key (versitygw answers 404) or a missing
+        // bucket. A listing of at most one key (the same s3:ListBucket permission) does.
+        match self.client.list_objects_v2().bucket(&self.bucket).max_keys(1).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) => Ok(false),
+            Err(e) => Err(self.failed("LIST bucket", "", &e)),
+        }
     }
 
     async fn ensure_bucket(self) -> Result<(), SinkError> {
-        match self.client.head_bucket().bucket(&self.bucket).send().await {
-            Ok(_) => return Ok(()),
-            Err(e) if status(&e) == Some(404) => {}
-            Err(e) => return Err(self.failed("HEAD bucket", "", &e)),
+        if self.bucket_exists().await? {
+            return Ok(());
         }
         if !self.create_bucket {
-            return Err(self.error(
-                "HEAD bucket",
-                "",
-                "bucket does not exist and sink.create_bucket is false".into(),
-                FailureKind::NotFound,
-            ));
+            return Err(self.missing_bucket());
         }
         match self.client.create_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),
@@ -341,12 +431,12 @@ impl ObjectSink for S3Sink {
     fn check(&self) -> BoxFuture<'static, Result<String, SinkError>> {
         let sink = self.clone();
         async move {
-            match sink.client.head_bucket().bucket(&sink.bucket).send().await {
-                Ok(_) => Ok(format!("{}: bucket exists and is accessible", sink.location())),
-                Err(e) if status(&e) == Some(404) && sink.create_bucket => {
+            match sink.bucket_exists().await? {
+                true => Ok(format!("{}: bucket exists and is accessible", sink.location())),
+                false if sink.create_bucket => {
                     Ok(format!("{}: bucket missing; it will be created at start", sink.location()))
                 }
-                Err(e) => Err(sink.failed("HEAD bucket", "", &e)),
+                false => Err(sink.missing_bucket()),
             }
         }
         .boxed()
@@ -358,5 +448,49 @@ impl ObjectSink for S3Sink {
 
     fn location(&self) -> String {
         format!("s3://{} at {}", self.bucket, self.endpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_classified_by_code_then_status() {
+        let auth = FailureKind::Authentication;
+        assert_eq!(answered(403, Some("SignatureDoesNotMatch")), auth);
+        assert_eq!(answered(403, Some("InvalidAccessKeyId")), auth);
+        assert_eq!(answered(404, Some("XAdminUserNotFound")), auth, "versitygw's unknown access key");
+        assert_eq!(answered(400, Some("ExpiredToken")), auth);
+        assert_eq!(answered(403, Some("AccessDenied")), FailureKind::Forbidden);
+        assert_eq!(answered(400, Some("KMS.NotFoundException")), FailureKind::Forbidden);
+        assert_eq!(answered(403, None), FailureKind::Forbidden, "a HEAD's 403 says no more");
+        assert_eq!(answered(403, Some("RequestTimeTooSkewed")), FailureKind::Other);
+        assert_eq!(answered(404, Some("NoSuchBucket")), FailureKind::NotFound);
+        assert_eq!(answered(503, Some("SlowDown")), FailureKind::Throttled);
+        assert_eq!(answered(500, Some("InternalError")), FailureKind::ServerError);
+    }
+
+    #[test]
+    fn a_rejected_certificate_is_found_anywhere_in_the_chain() {
+        #[derive(Debug)]
+        struct Layer(&'static str, Option<Box<Layer>>);
+        impl std::fmt::Display for Layer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Layer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|l| l as _)
+            }
+        }
+        let tls = Layer("invalid peer certificate: UnknownIssuer", None);
+        let chain = Layer("dispatch failure", Some(Box::new(Layer("io error", Some(Box::new(tls))))));
+        assert!(untrusted_certificate(&chain));
+        assert!(!untrusted_certificate(&Layer(
+            "dispatch failure",
+            Some(Box::new(Layer("connection refused", None)))
+        )));
     }
 }

@@ -4,22 +4,47 @@
 //! at start — would crash-loop through a rolling restart during an outage. Until then the
 //! process runs, reports not ready (`/readyz` names the store), and checks again with
 //! backoff; `egx-pipeline check` stays the fail-fast command.
+//!
+//! A refusal is not an outage: a store that answers but will not serve the pipeline as
+//! configured (an untrusted certificate, refused access keys, a missing permission, a
+//! bucket it may not create) ends the run at once with a message naming the setting to
+//! fix, instead of a wait that looks like an outage. Refusals of later writes are retried
+//! like any failure (a partition waits, it never skips), and `/readyz` names them while
+//! they last.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use slog::{info, warn};
+use slog::{error, info, warn};
 
-use super::Supervisor;
+use super::{PipelineExit, Supervisor};
+use crate::config::SinkKind;
 use crate::retry::{Backoff, Report, RetryReport};
+use crate::sink::{FailureKind, SinkError, WatchedSink};
 
 /// How often a continuing store outage at start is summarised in the log.
 const SUMMARY_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Supervisor {
-    /// Starts the KafkaReader/S3Writer pair as soon as the object store answers.
+    /// Starts the KafkaReader/S3Writer pair as soon as the object store answers; ends the
+    /// run if it refuses.
     pub(super) fn start_consume_side(&mut self, ctx: &mut Context<Self>) {
+        // Every call of the consume side to the store notes its refusals for /readyz.
+        let watched = WatchedSink::new(self.spec.object_sink.clone(), self.spec.metrics.clone());
+        self.spec.object_sink = Arc::new(watched);
         self.check_store(0, RetryReport::new(SUMMARY_EVERY), ctx);
+    }
+
+    /// How a failed check at start ends the run, if it does: a refusal, or a missing
+    /// bucket the pipeline may not create. None for an outage, which is waited for.
+    fn ends_the_run(&self, e: &SinkError) -> Option<PipelineExit> {
+        if let Some(refusal) = e.refusal() {
+            return Some(PipelineExit::Refused(refusal));
+        }
+        let sink = &self.spec.sink;
+        (e.kind == FailureKind::NotFound && sink.kind == SinkKind::S3 && !sink.create_bucket)
+            .then(|| PipelineExit::Failed(e.to_string()))
     }
 
     fn check_store(&mut self, attempt: u32, mut report: RetryReport, ctx: &mut Context<Self>) {
@@ -41,6 +66,11 @@ impl Supervisor {
                     act.start_pair(ctx);
                 }
                 Err(e) => {
+                    if let Some(exit) = act.ends_the_run(&e) {
+                        error!(log, "The object store refuses the pipeline as configured; stopping (retrying cannot help until a setting changes)."; "class" => e.kind.as_str(), "error" => %e);
+                        act.finish(exit, ctx);
+                        return;
+                    }
                     match report.failed(Instant::now()) {
                         Report::First => warn!(log, "The object store does not answer; the consumer joins the group once it does (not ready until then)."; "class" => e.kind.as_str(), "error" => %e),
                         Report::Summary { failures, over } => warn!(log, "Still waiting for the object store."; "failed_checks" => failures, "for_secs" => over.as_secs(), "error" => %e),
