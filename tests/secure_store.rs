@@ -262,9 +262,12 @@ fn an_invalid_ca_bundle_is_a_configuration_error() {
     let cases = [
         (dir.path().join("absent.pem").display().to_string(), "cannot read"),
         (bad("empty.pem", "no certificate here\n"), "holds no PEM certificate"),
-        (bad("base64.pem", "-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n"), "base64"),
-        (bad("open.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n"), "no -----END CERTIFICATE-----"),
-        (bad("der.pem", "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n"), "X.509"),
+        (bad("base64.pem", "-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n"), "not valid PEM"),
+        (bad("open.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n"), "not valid PEM"),
+        (
+            bad("der.pem", "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n"),
+            "not one the TLS library accepts",
+        ),
     ];
     for (path, reason) in cases {
         let cfg = dir.path().join("config.toml");
@@ -290,11 +293,9 @@ fn an_invalid_ca_bundle_is_a_configuration_error() {
 #[tokio::test]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]
 async fn a_large_bundle_loads_and_trusts_only_what_it_holds() {
+    // Debian's bundle, present on every machine this suite runs on (ca-certificates).
     let system = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
-    if !system.is_file() {
-        eprintln!("no system bundle at {}: nothing to check", system.display());
-        return;
-    }
+    assert!(system.is_file(), "{} is the system's CA bundle", system.display());
     let cfg = SinkConfig {
         endpoint: secure::s3_endpoint(),
         access_key_id: secure::var("EGX_TEST_S3_TLS_ACCESS_KEY"),
@@ -303,7 +304,7 @@ async fn a_large_bundle_loads_and_trusts_only_what_it_holds() {
         ..support::sink_config(&support::unique("egx-tls"))
     };
     cfg.validate().expect("the system bundle is valid");
-    assert!(cfg.ca_certificates().expect("certificates").len() > 1);
+    assert!(cfg.ca_bundle_pem().expect("every certificate loads").is_some());
     let err = S3Sink::new(&cfg).await.prepare().await.expect_err("the private CA is not in it");
     assert_eq!(err.kind, FailureKind::Tls, "{err}");
 }

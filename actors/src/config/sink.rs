@@ -132,249 +132,59 @@ impl SinkConfig {
                 if !["", "AES256", "aws:kms"].contains(&self.server_side_encryption.as_str()) {
                     return Err(invalid("sink.server_side_encryption", "must be empty, AES256 or aws:kms"));
                 }
-                self.ca_certificates()?;
+                self.ca_bundle_pem()?;
             }
             SinkKind::Local => {}
         }
         Ok(template)
     }
 
-    /// The certificates of `ca_bundle`, each as a PEM block of its own (none when it is
-    /// empty); the error names `sink.ca_bundle`. Everything is checked here — the PEM
-    /// framing, the base64, the certificate's DER structure — because the TLS library
-    /// checks nothing until its first connection and then panics on what it cannot parse.
-    pub fn ca_certificates(&self) -> Result<Vec<String>, ConfigError> {
+    /// The PEM text of `ca_bundle` (None when it is empty), once every certificate in it
+    /// passed the checks the TLS library makes when it loads them: the PEM framing (the
+    /// parser rustls and the AWS SDK use) and the certificate as a trust anchor (webpki,
+    /// as rustls's root store does). The SDK checks nothing until its first connection and
+    /// then panics on what it cannot load; here the error names `sink.ca_bundle`.
+    pub fn ca_bundle_pem(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::CertificateDer;
+
         if self.ca_bundle.as_os_str().is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let path = self.ca_bundle.display();
-        let bytes = std::fs::read(&self.ca_bundle)
+        let pem = std::fs::read(&self.ca_bundle)
             .map_err(|e| invalid(CA_BUNDLE, format!("cannot read {path}: {e}")))?;
-        let ders = pem::certificates(&String::from_utf8_lossy(&bytes))
-            .map_err(|e| invalid(CA_BUNDLE, format!("{path}: {e}")))?;
-        if ders.is_empty() {
-            return Err(invalid(CA_BUNDLE, format!("{path} holds no PEM certificate ({})", pem::BEGIN)));
+        let mut count = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            count += 1;
+            let cert = cert.map_err(|e| {
+                let why = match e {
+                    rustls_pki_types::pem::Error::MissingSectionEnd { .. } => {
+                        "no -----END CERTIFICATE----- line".into()
+                    }
+                    other => other.to_string(),
+                };
+                invalid(CA_BUNDLE, format!("{path}: certificate {count} is not valid PEM ({why})"))
+            })?;
+            webpki::anchor_from_trusted_cert(&cert).map_err(|e| {
+                invalid(
+                    CA_BUNDLE,
+                    format!("{path}: certificate {count} is not one the TLS library accepts ({e:?})"),
+                )
+            })?;
         }
-        Ok(ders.iter().map(|der| pem::encode(der)).collect())
+        if count == 0 {
+            return Err(invalid(
+                CA_BUNDLE,
+                format!("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+            ));
+        }
+        Ok(Some(pem))
     }
 }
 
 /// The key of the CA bundle, as errors name it.
 const CA_BUNDLE: &str = "sink.ca_bundle";
-
-/// PEM certificates, read strictly and written back canonically, so that the TLS library
-/// (rustls through the AWS SDK) only ever sees blocks it parses: a malformed one would
-/// panic inside the SDK on the first request instead of failing validation.
-mod pem {
-    pub(super) const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    /// The DER bytes of every certificate block; text around them and blocks of other
-    /// kinds (keys, parameters) are ignored, as TLS libraries do.
-    pub(super) fn certificates(text: &str) -> Result<Vec<Vec<u8>>, String> {
-        let mut found = Vec::new();
-        let mut block: Option<String> = None;
-        for line in text.lines().map(str::trim) {
-            let n = found.len() + 1;
-            match block.as_mut() {
-                None if line == BEGIN => block = Some(String::new()),
-                None => {}
-                Some(body) if line == END => {
-                    let der = decode(body).ok_or(format!("certificate {n} is not valid base64"))?;
-                    super::der::certificate(&der).map_err(|what| {
-                        format!(
-                            "certificate {n} is not an X.509 certificate the TLS library accepts ({what})"
-                        )
-                    })?;
-                    found.push(der);
-                    block = None;
-                }
-                Some(_) if line.starts_with("-----") => {
-                    return Err(format!("certificate {n} has no {END} line"))
-                }
-                Some(body) => body.push_str(line),
-            }
-        }
-        match block {
-            Some(_) => Err(format!("certificate {} has no {END} line", found.len() + 1)),
-            None => Ok(found),
-        }
-    }
-
-    fn sextet(c: u8) -> Option<u32> {
-        ALPHABET.iter().position(|a| *a == c).and_then(|i| u32::try_from(i).ok())
-    }
-
-    /// Standard base64 with padding; None for anything else.
-    fn decode(text: &str) -> Option<Vec<u8>> {
-        let bytes = text.as_bytes();
-        if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
-            return None;
-        }
-        let quads = bytes.len() / 4;
-        let mut out = Vec::with_capacity(quads * 3);
-        for (i, quad) in bytes.chunks(4).enumerate() {
-            let pad = quad.iter().rev().take_while(|c| **c == b'=').count();
-            if pad > 2 || (pad > 0 && i + 1 < quads) {
-                return None;
-            }
-            let mut n = 0u32;
-            for c in quad.iter().take(4 - pad) {
-                n = n << 6 | sextet(*c)?;
-            }
-            n <<= 6 * pad;
-            out.extend_from_slice(n.to_be_bytes().get(1..4 - pad)?);
-        }
-        Some(out)
-    }
-
-    /// One certificate as a PEM block with 64-character lines.
-    pub(super) fn encode(der: &[u8]) -> String {
-        let mut text = String::new();
-        for chunk in der.chunks(3) {
-            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-            for i in 0..4 {
-                let c = if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i)) as usize & 63] } else { b'=' };
-                text.push(char::from(c));
-            }
-        }
-        let mut pem = format!("{BEGIN}\n");
-        for (i, c) in text.chars().enumerate() {
-            if i > 0 && i % 64 == 0 {
-                pem.push('\n');
-            }
-            pem.push(c);
-        }
-        pem.push_str(&format!("\n{END}\n"));
-        pem
-    }
-}
-
-/// The shape rustls (webpki) requires of a certificate it is asked to trust, checked
-/// before it is: a version 3 certificate whose signature algorithm matches its body's,
-/// with well-formed extensions and no duplicate of those webpki reads. Where simpler, this
-/// is stricter than webpki: a certificate it would accept but this refuses fails
-/// validation with a message, never the other way round.
-mod der {
-    const INTEGER: u8 = 0x02;
-    const BIT_STRING: u8 = 0x03;
-    const OCTET_STRING: u8 = 0x04;
-    const OID: u8 = 0x06;
-    const BOOLEAN: u8 = 0x01;
-    const SEQUENCE: u8 = 0x30;
-    const VERSION: u8 = 0xa0;
-    const EXTENSIONS: u8 = 0xa3;
-    /// Signed certificate timestamps (1.3.6.1.4.1.11129.2.4.2), read by webpki.
-    const SCT_LIST: [u8; 10] = [0x2b, 0x06, 0x01, 0x04, 0x01, 0xd6, 0x79, 0x02, 0x04, 0x02];
-
-    type Checked<T> = Result<T, &'static str>;
-
-    /// One element (low tag numbers, definite lengths below 64 KiB in their shortest
-    /// form, as webpki reads them): its tag, its contents and what follows it.
-    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = input.split_first()?;
-        if tag & 0x1f == 0x1f {
-            return None;
-        }
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = match first {
-            0..=0x7f => (usize::from(first), rest),
-            0x81 => {
-                let (&len, rest) = rest.split_first()?;
-                (len >= 0x80).then_some((usize::from(len), rest))?
-            }
-            0x82 => {
-                let (len, rest) = rest.split_at_checked(2)?;
-                let len = usize::from(*len.first()?) << 8 | usize::from(*len.get(1)?);
-                (len > 0xff).then_some((len, rest))?
-            }
-            _ => return None,
-        };
-        let (contents, rest) = rest.split_at_checked(len)?;
-        Some((tag, contents, rest))
-    }
-
-    /// The contents of an element with `tag`, and what follows it.
-    fn expect<'a>(input: &'a [u8], tag: u8, what: &'static str) -> Checked<(&'a [u8], &'a [u8])> {
-        match element(input) {
-            Some((t, contents, rest)) if t == tag => Ok((contents, rest)),
-            _ => Err(what),
-        }
-    }
-
-    /// The contents of an element with `tag` that must be the last one.
-    fn last<'a>(input: &'a [u8], tag: u8, what: &'static str) -> Checked<&'a [u8]> {
-        match expect(input, tag, what)? {
-            (contents, []) => Ok(contents),
-            _ => Err(what),
-        }
-    }
-
-    /// Checks a DER certificate; the error says which part is wrong.
-    pub(super) fn certificate(der: &[u8]) -> Checked<()> {
-        let signed = last(der, SEQUENCE, "not a DER SEQUENCE")?;
-        let (tbs, rest) = expect(signed, SEQUENCE, "no certificate body")?;
-        let (algorithm, rest) = expect(rest, SEQUENCE, "no signature algorithm")?;
-        let signature = last(rest, BIT_STRING, "no signature")?;
-        if signature.first() != Some(&0) {
-            return Err("malformed signature");
-        }
-        let version = expect(tbs, VERSION, "not version 3");
-        let rest = match version {
-            Ok(([INTEGER, 1, 2], rest)) => rest,
-            _ => return Err("not version 3"),
-        };
-        let (_, rest) = expect(rest, INTEGER, "no serial number")?;
-        let (inner, mut rest) = expect(rest, SEQUENCE, "no signature algorithm")?;
-        if inner != algorithm {
-            return Err("signature algorithms differ");
-        }
-        for what in ["no issuer", "no validity", "no subject", "no public key"] {
-            rest = expect(rest, SEQUENCE, what)?.1;
-        }
-        if rest.is_empty() {
-            return Ok(());
-        }
-        let list = last(rest, EXTENSIONS, "unsupported fields (unique identifiers)")?;
-        let mut list = last(list, SEQUENCE, "malformed extensions")?;
-        let mut read: Vec<&[u8]> = Vec::new();
-        while !list.is_empty() {
-            let (ext, rest) = expect(list, SEQUENCE, "malformed extension")?;
-            list = rest;
-            if let Some(id) = extension(ext)? {
-                if read.contains(&id) {
-                    return Err("an extension appears twice");
-                }
-                read.push(id);
-            }
-        }
-        Ok(())
-    }
-
-    /// Checks one extension; returns its id when webpki reads it (and so refuses a second one).
-    fn extension(ext: &[u8]) -> Checked<Option<&[u8]>> {
-        const BAD: &str = "malformed extension";
-        let (id, mut rest) = expect(ext, OID, BAD)?;
-        if rest.first() == Some(&BOOLEAN) {
-            let (critical, after) = expect(rest, BOOLEAN, BAD)?;
-            if critical != [0xff] && critical != [0] {
-                return Err(BAD);
-            }
-            rest = after;
-        }
-        let value = last(rest, OCTET_STRING, BAD)?;
-        match id {
-            // Key usage: a bit string, read when used.
-            [0x55, 0x1d, 15] => Ok(Some(id)),
-            // Subject alternative names, basic and name constraints, CRL distribution
-            // points, extended key usage: each one SEQUENCE.
-            [0x55, 0x1d, 17 | 19 | 30 | 31 | 37] => last(value, SEQUENCE, BAD).map(|_| Some(id)),
-            _ if id == SCT_LIST => last(value, OCTET_STRING, BAD).map(|_| Some(id)),
-            _ => Ok(None),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -410,16 +220,15 @@ Ivy0B2m9W8A7Udl4Bcomjg==
     }
 
     #[test]
-    fn a_bundle_yields_each_certificate_as_a_canonical_block() {
+    fn a_bundle_is_read_whole_with_text_and_other_blocks_around_its_certificates() {
         let (cfg, _f) = s3_with_bundle(CA);
         cfg.validate().unwrap();
-        assert_eq!(cfg.ca_certificates().unwrap(), [CA]);
-        // Text around the blocks, other kinds of block and CRLF line ends are ignored.
+        assert_eq!(cfg.ca_bundle_pem().unwrap().unwrap(), CA.as_bytes());
         let crlf = CA.replace('\n', "\r\n");
         let bundle = format!("# corporate CAs\n{crlf}-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n{CA}");
         let (cfg, _f) = s3_with_bundle(&bundle);
-        assert_eq!(cfg.ca_certificates().unwrap(), [CA, CA]);
-        assert!(SinkConfig::default().ca_certificates().unwrap().is_empty());
+        assert_eq!(cfg.ca_bundle_pem().unwrap().unwrap(), bundle.as_bytes());
+        assert_eq!(SinkConfig::default().ca_bundle_pem().unwrap(), None);
     }
 
     #[test]
@@ -433,52 +242,50 @@ Ivy0B2m9W8A7Udl4Bcomjg==
         assert!(reason("").contains("holds no PEM certificate"));
         assert!(reason("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
             .contains("no PEM certificate"));
-        assert!(reason(&CA.replace("MIIB", "M!IB")).contains("certificate 1 is not valid base64"));
-        assert!(reason(&CA.replace("-----END CERTIFICATE-----\n", "")).contains("has no -----END"));
-        let two_begins = CA.replace("MIIBjD", "-----BEGIN CERTIFICATE-----\nMIIBjD");
-        assert!(reason(&two_begins).contains("has no -----END"));
+        assert!(reason(&CA.replace("MIIB", "M!IB")).contains("certificate 1 is not valid PEM"));
+        assert!(
+            reason(&CA.replace("-----END CERTIFICATE-----\n", "")).contains("certificate 1 is not valid PEM")
+        );
         assert!(reason(&CA.replace("Ivy0B2m9W8A7Udl4Bcomjg==", "Ivy0B2m9W8A7Udl4"))
-            .contains("certificate 1 is not an X.509"));
+            .contains("certificate 1 is not one the TLS library accepts"));
         // A local sink does not read it.
         let local = SinkConfig { ca_bundle: "/nonexistent/ca.pem".into(), ..SinkConfig::default() };
         assert!(local.validate().is_ok());
     }
 
     #[test]
-    fn base64_round_trips_and_refuses_what_is_not_standard() {
-        for len in 0..40u8 {
-            let bytes: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37)).collect();
-            let pem = pem::encode(&bytes);
-            let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-            if len > 0 {
-                assert_eq!(
-                    pem::certificates(&pem).unwrap_err(),
-                    "certificate 1 is not an X.509 certificate the TLS library accepts (not a DER SEQUENCE)",
-                    "{len}"
-                );
-                assert!(body.len().is_multiple_of(4) && pem.lines().all(|l| l.len() <= 64));
-            }
-        }
-        for bad in ["QQ", "Q===", "QQ==QQ==", "Q Q=", "QQ=\u{e9}"] {
-            let text = format!("{}\n{bad}\n-----END CERTIFICATE-----\n", pem::BEGIN);
-            assert!(pem::certificates(&text).unwrap_err().contains("base64"), "{bad}");
+    fn truncated_or_altered_certificates_are_refused_without_panicking() {
+        use rustls_pki_types::pem::PemObject;
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(CA.as_bytes()).unwrap().to_vec();
+        let encode = |der: &[u8]| {
+            let body = base64_lines(der);
+            format!("-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n")
+        };
+        assert!(reason(&encode(&der[..der.len() - 1])).contains("certificate 1"));
+        let mut altered = der.clone();
+        for i in (0..altered.len()).step_by(7) {
+            altered[i] ^= 0x80;
+            // Whatever the verdict, checking never panics.
+            let (cfg, _f) = s3_with_bundle(&encode(&altered));
+            let _ = cfg.ca_bundle_pem();
+            altered[i] ^= 0x80;
         }
     }
 
-    #[test]
-    fn truncated_or_altered_certificates_are_refused_without_panicking() {
-        let der = &pem::certificates(CA).unwrap()[0];
-        assert_eq!(der::certificate(der), Ok(()));
-        for len in 0..der.len() {
-            assert!(der::certificate(&der[..len]).is_err(), "a prefix of {len} bytes passed");
-        }
-        let mut altered = der.clone();
-        for i in 0..altered.len() {
-            for flip in [0x01, 0x80, 0xff] {
-                altered[i] ^= flip;
-                let _ = der::certificate(&altered);
-                altered[i] ^= flip;
+    /// Standard base64 in 64-character lines (test helper).
+    fn base64_lines(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+            for i in 0..4 {
+                out.push(if i <= chunk.len() {
+                    ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char
+                } else {
+                    '='
+                });
             }
         }
+        out.as_bytes().chunks(64).map(|l| format!("{}\n", String::from_utf8_lossy(l))).collect()
     }
 }

@@ -95,10 +95,10 @@ pub async fn client(cfg: &SinkConfig) -> Client {
 /// None without a bundle (the SDK's default client), and None when it cannot be loaded:
 /// the client then trusts the system's roots only, never more than configured, and a
 /// store signed by the bundle's CA fails as a TLS refusal that names `sink.ca_bundle`.
-/// Only certificates checked by [`SinkConfig::ca_certificates`] reach the TLS library.
+/// Only a bundle checked by [`SinkConfig::ca_bundle_pem`] reaches the TLS library.
 fn https_client(cfg: &SinkConfig) -> Option<aws_sdk_s3::config::SharedHttpClient> {
-    let pems = cfg.ca_certificates().ok().filter(|p| !p.is_empty())?;
-    let trust = pems.into_iter().fold(TrustStore::default(), TrustStore::with_pem_certificate);
+    let pem = cfg.ca_bundle_pem().ok().flatten()?;
+    let trust = TrustStore::default().with_pem_certificate(pem);
     let context = TlsContext::builder().with_trust_store(trust).build().ok()?;
     Some(
         aws_smithy_http_client::Builder::new()
@@ -186,7 +186,7 @@ impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
 impl S3Sink {
     /// A sink for the config's bucket.
     pub async fn new(cfg: &SinkConfig) -> Self {
-        let trust_problem = cfg.ca_certificates().err().map(|e| e.to_string());
+        let trust_problem = cfg.ca_bundle_pem().err().map(|e| e.to_string());
         Self { trust_problem, ..Self::with_client(client(cfg).await, cfg) }
     }
 
