@@ -168,8 +168,14 @@ fn refused_run(mut cmd: Command) -> (Output, Duration, Vec<String>) {
 
 /// One refusal: the exit code, the cause and the setting in the one error line, few log
 /// lines (no retry storm), no secret, and `/readyz` naming the cause while it lasted.
-fn assert_refused(out: &Output, code: i32, needles: &[&str], secrets: &[&str]) {
+fn assert_refused(out: &Output, took: Duration, code: i32, needles: &[&str], secrets: &[&str]) {
     let all = text(out);
+    // The start-up check's metadata request would time out after 30 s: a refusal seen
+    // earlier must end the run before that, not wait it out.
+    assert!(
+        took < Duration::from_secs(30),
+        "the refusal ended the run at once, not after the time-out: {took:?}"
+    );
     assert_eq!(out.status.code(), Some(code), "{all}");
     let error = String::from_utf8_lossy(&out.stderr)
         .lines()
@@ -194,9 +200,10 @@ fn a_wrong_password_is_refused_as_authentication() {
     let user = secure::scram_user();
     let cfg = config(&topic, &group, &user, dir.path());
     let wrong = "wrong-sentinel-7a5d";
-    let (out, _, readiness) = refused_run(binary(cfg.path(), wrong, &["consume"]));
+    let (out, took, readiness) = refused_run(binary(cfg.path(), wrong, &["consume"]));
     assert_refused(
         &out,
+        took,
         5,
         &["authentication failed", "kafka.sasl_password", &user.name],
         &[wrong, &user.password],
@@ -218,8 +225,8 @@ fn an_untrusted_broker_certificate_is_refused_as_tls() {
     let cfg = config(&topic, &group, &user, dir.path());
     let mut cmd = binary(cfg.path(), &user.password, &["run", "--once"]);
     cmd.env("EGX__KAFKA__SSL_CA_LOCATION", secure::other_ca());
-    let (out, _, _) = refused_run(cmd);
-    assert_refused(&out, 6, &["TLS failed", "not trusted", "kafka.ssl_ca_location"], &[&user.password]);
+    let (out, took, _) = refused_run(cmd);
+    assert_refused(&out, took, 6, &["TLS failed", "not trusted", "kafka.ssl_ca_location"], &[&user.password]);
 }
 
 /// A plaintext client on the TLS listener: exit 6, naming `kafka.security_protocol`.
@@ -232,8 +239,8 @@ fn plaintext_on_the_tls_port_is_refused_as_tls() {
     let cfg = config(&topic, &group, &user, dir.path());
     let mut cmd = binary(cfg.path(), &user.password, &["consume"]);
     cmd.env("EGX__KAFKA__SECURITY_PROTOCOL", "plaintext");
-    let (out, _, _) = refused_run(cmd);
-    assert_refused(&out, 6, &["TLS failed", "kafka.security_protocol is plaintext"], &[&user.password]);
+    let (out, took, _) = refused_run(cmd);
+    assert_refused(&out, took, 6, &["TLS failed", "kafka.security_protocol is plaintext"], &[&user.password]);
 }
 
 /// Creates `topic` (and its dead-letter topic) as the user who may.
@@ -260,8 +267,8 @@ fn a_user_without_write_permission_is_refused_as_authorization() {
     create_topics(&topic);
     let user = secure::readonly_user();
     let cfg = config(&topic, &group, &user, dir.path());
-    let (out, _, _) = refused_run(binary(cfg.path(), &user.password, &["produce"]));
-    assert_refused(&out, 7, &["not authorized", "Write", &topic, &user.name], &[&user.password]);
+    let (out, took, _) = refused_run(binary(cfg.path(), &user.password, &["produce"]));
+    assert_refused(&out, took, 7, &["not authorized", "Write", &topic, &user.name], &[&user.password]);
 }
 
 /// A user without rights on the consumer group, running `consume`: exit 7, naming
@@ -274,6 +281,6 @@ fn a_user_without_group_permission_is_refused_as_authorization() {
     create_topics(&topic);
     let user = secure::nogroup_user();
     let cfg = config(&topic, &group, &user, dir.path());
-    let (out, _, _) = refused_run(binary(cfg.path(), &user.password, &["consume"]));
-    assert_refused(&out, 7, &["not authorized", "kafka.consumer_group", &group], &[&user.password]);
+    let (out, took, _) = refused_run(binary(cfg.path(), &user.password, &["consume"]));
+    assert_refused(&out, took, 7, &["not authorized", "kafka.consumer_group", &group], &[&user.password]);
 }

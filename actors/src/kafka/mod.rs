@@ -62,6 +62,9 @@ pub enum KafkaSetupError {
     /// The brokers refused this client as it is configured.
     #[error("{0}")]
     Refused(Refusal),
+    /// The start-up check's thread could not be started.
+    #[error("cannot start the Kafka start-up check: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// The pipeline's producer, with the watch its context reports refusals to. Cheap to
@@ -126,9 +129,17 @@ async fn check_once(cfg: &KafkaConfig, watch: &KafkaWatch) -> Result<usize, Kafk
         .map_err(|source| KafkaSetupError::Client { client: "start-up check", source })?;
     let client = std::sync::Arc::new(client);
     let probe = client.clone();
-    let mut metadata = tokio::task::spawn_blocking(move || {
-        probe.client().fetch_metadata(None, CHECK_TIMEOUT).map(|m| m.brokers().len())
-    });
+    // A thread of its own, not the runtime's blocking pool: when a refusal ends the check
+    // early, the metadata request may still wait out its time-out, and a pool task would
+    // hold the process's exit back by as much.
+    let (answer, mut metadata) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("egx-kafka-check".into())
+        .spawn(move || {
+            let _ =
+                answer.send(probe.client().fetch_metadata(None, CHECK_TIMEOUT).map(|m| m.brokers().len()));
+        })
+        .map_err(KafkaSetupError::Thread)?;
     let servers = cfg.bootstrap_servers.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
