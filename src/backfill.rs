@@ -137,7 +137,7 @@ impl Backfill {
         let metrics = Arc::new(Metrics::new()?);
         let watch = KafkaWatch::new(kafka, metrics.clone(), log.clone());
         let ready = async {
-            kafka::preflight(kafka, &watch).await?;
+            kafka::preflight(kafka, &watch, kafka::START_TIMEOUT).await?;
             kafka::ensure_topics(kafka, &watch).await
         };
         if let Err(e) = ready.await {

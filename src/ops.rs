@@ -2,12 +2,18 @@
 //! bucket holds, by date and symbol) and `lag` (the consumer group's lag per partition).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use egx_actors::config::KafkaMode;
-use egx_actors::kafka::OffsetProbe;
+use egx_actors::kafka::{self, KafkaWatch, OffsetProbe};
+use egx_actors::metrics::Metrics;
+use slog::Logger;
 
 use crate::settings::Settings;
+
+/// How long `check` waits for the brokers: it fails fast, as operators run it by hand.
+const CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Tests the connections a configuration needs; fails with the first unreachable or
 /// refusing one.
@@ -15,13 +21,11 @@ pub async fn check(settings: &Settings) -> Result<()> {
     if settings.kafka.mode == KafkaMode::Embedded {
         println!("kafka:  embedded (in-process mock cluster), nothing to reach");
     } else {
-        let servers = settings.kafka.bootstrap_servers.clone();
-        let kafka = settings.kafka.clone();
-        let brokers = tokio::task::spawn_blocking(move || {
-            OffsetProbe::new(&kafka)?.brokers().map_err(anyhow::Error::from)
-        })
-        .await?
-        .with_context(|| format!("Kafka at {servers} (kafka.bootstrap_servers) is not reachable"))?;
+        let servers = &settings.kafka.bootstrap_servers;
+        // The pipeline's own start-up check: a refusal names its cause and setting.
+        let metrics = Arc::new(Metrics::new()?);
+        let watch = KafkaWatch::new(&settings.kafka, metrics, Logger::root(slog::Discard, slog::o!()));
+        let brokers = kafka::preflight(&settings.kafka, &watch, CHECK_WAIT).await?;
         println!("kafka:  {servers} answered ({brokers} broker(s))");
     }
     let sink = egx_actors::sink::build(&settings.sink).await;

@@ -51,7 +51,7 @@ pub enum KafkaSetupError {
         source: KafkaError,
     },
     /// No broker answered the start-up check.
-    #[error("cannot reach Kafka at {servers} (kafka.bootstrap_servers): {source}")]
+    #[error("Kafka at {servers} (kafka.bootstrap_servers) is not reachable: {source}")]
     Unreachable {
         /// The bootstrap servers.
         servers: String,
@@ -95,17 +95,22 @@ impl std::ops::Deref for KafkaProducer {
 /// and nothing retries for ever.
 const REFUSAL_CHECKS: u32 = 3;
 
-/// How long one start-up check waits for the brokers' metadata.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the pipeline's start-up check waits for the brokers' metadata (a broker that
+/// is still starting gets that long).
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reaches the brokers before anything else starts, so that a refused credential, an
 /// untrusted certificate or a plaintext client on a TLS listener ends the run at once
 /// with the cause named ([`KafkaSetupError::Refused`]) instead of as a time-out. Answers
-/// the number of brokers.
-pub async fn preflight(cfg: &KafkaConfig, watch: &KafkaWatch) -> Result<usize, KafkaSetupError> {
+/// the number of brokers; `wait` bounds each metadata request ([`START_TIMEOUT`] at start).
+pub async fn preflight(
+    cfg: &KafkaConfig,
+    watch: &KafkaWatch,
+    wait: Duration,
+) -> Result<usize, KafkaSetupError> {
     let mut attempt = 1;
     loop {
-        match check_once(cfg, watch).await {
+        match check_once(cfg, watch, wait).await {
             Ok(brokers) => {
                 watch.clear();
                 return Ok(brokers);
@@ -122,7 +127,7 @@ pub async fn preflight(cfg: &KafkaConfig, watch: &KafkaWatch) -> Result<usize, K
 /// One metadata request with a fresh client; a refusal reported meanwhile ends it early.
 /// The client is a producer because polling a producer serves the queue that carries
 /// librdkafka's error reports and log lines (a consumer without a group would not).
-async fn check_once(cfg: &KafkaConfig, watch: &KafkaWatch) -> Result<usize, KafkaSetupError> {
+async fn check_once(cfg: &KafkaConfig, watch: &KafkaWatch, wait: Duration) -> Result<usize, KafkaSetupError> {
     let client: BaseProducer<WatchedContext> = cfg
         .client_config()
         .create_with_context(WatchedContext(watch.clone()))
@@ -136,8 +141,7 @@ async fn check_once(cfg: &KafkaConfig, watch: &KafkaWatch) -> Result<usize, Kafk
     std::thread::Builder::new()
         .name("egx-kafka-check".into())
         .spawn(move || {
-            let _ =
-                answer.send(probe.client().fetch_metadata(None, CHECK_TIMEOUT).map(|m| m.brokers().len()));
+            let _ = answer.send(probe.client().fetch_metadata(None, wait).map(|m| m.brokers().len()));
         })
         .map_err(KafkaSetupError::Thread)?;
     let servers = cfg.bootstrap_servers.clone();

@@ -209,7 +209,7 @@ impl Supervisor {
         };
         async move {
             if spec.kafka.mode == KafkaMode::External {
-                kafka::preflight(&spec.kafka, &watch).await.map_err(failed)?;
+                kafka::preflight(&spec.kafka, &watch, kafka::START_TIMEOUT).await.map_err(failed)?;
                 kafka::ensure_topics(&spec.kafka, &watch).await.map_err(failed)?;
             }
             let producer = kafka::producer(&spec.kafka, &watch).map_err(failed)?;
