@@ -137,7 +137,7 @@ impl Metrics {
             write_errors: counter_vec(
                 &r,
                 "egx_object_write_errors_total",
-                "Failed object writes (each is retried), by class: forbidden, not_found, throttled, server_error, unreachable, other.",
+                "Failed object writes (each is retried), by class: authentication, tls, forbidden, not_found, throttled, server_error, unreachable, other.",
                 &["class"],
             )?,
             writes: counter_vec(
