@@ -34,7 +34,7 @@ async fn run_once_writes_exactly_the_published_bars() {
     let total = symbols.len() * bars;
     assert!(stdout.contains(&format!("objects written:     {total}")), "{stdout}");
 
-    let messages = support::read_topic(&topic, total, Duration::from_secs(30));
+    let messages = support::read_topic_to_end(&topic);
     assert_eq!(messages.len(), total);
     for m in &messages {
         let body: serde_json::Value = serde_json::from_slice(m.payload().expect("payload")).expect("json");
@@ -64,7 +64,8 @@ async fn run_once_writes_exactly_the_published_bars() {
     assert_eq!(support::committed(&group, &topic, 3), support::end_offsets(&topic), "everything committed");
 }
 
-/// `AddSymbol` while running starts a Fetcher whose objects appear; `RemoveSymbol` stops one.
+/// `AddSymbol` while running starts a Fetcher whose objects appear; after `RemoveSymbol` the
+/// symbol's `egx_fetches_total` stops while the remaining symbol's keeps counting.
 #[actix_rt::test]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]
 async fn symbols_can_be_added_and_removed_at_run_time() {
@@ -72,6 +73,13 @@ async fn symbols_can_be_added_and_removed_at_run_time() {
         (support::unique("egx-add"), support::unique("egx-add"), support::unique("g"));
     let mut spec = support::pipeline_spec(&topic, &bucket, &group, &["COMI"], 3).await;
     spec.once = false;
+    let metrics = spec.metrics.clone();
+    let fetches = move |symbol: &str| {
+        ["ok", "error"]
+            .iter()
+            .map(|outcome| metrics.fetches.with_label_values(&[symbol, outcome]).get())
+            .sum::<u64>()
+    };
     let (supervisor, exit) = Supervisor::start(spec).expect("valid spec");
     let s3 = support::s3().await;
     let has = |symbol: &'static str| {
@@ -95,6 +103,20 @@ async fn symbols_can_be_added_and_removed_at_run_time() {
     supervisor.send(RemoveSymbol(egx_actors::Symbol::parse("COMI").unwrap())).await.unwrap().unwrap();
     let running = supervisor.send(ListSymbols).await.unwrap();
     assert_eq!(running.iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["ETEL"]);
+    // ETEL polls every second; COMI's counter is compared across its cycles.
+    let etel_cycles = |n: u64| {
+        let (fetches, target) = (fetches.clone(), fetches("ETEL") + n);
+        support::eventually(Duration::from_secs(60), move || {
+            let reached = fetches("ETEL") >= target;
+            async move { reached }
+        })
+    };
+    let at_removal = fetches("COMI");
+    assert!(etel_cycles(2).await, "ETEL keeps fetching");
+    let settled = fetches("COMI");
+    assert!(settled <= at_removal + 1, "at most the COMI cycle in flight at the removal finished");
+    assert!(etel_cycles(3).await, "ETEL keeps fetching");
+    assert_eq!(fetches("COMI"), settled, "no COMI fetch cycle after RemoveSymbol");
     supervisor.do_send(Shutdown);
     assert!(matches!(exit.await.expect("exit reported"), PipelineExit::Finished(_)));
 }

@@ -3,63 +3,63 @@
 //! restarted: the idempotent producer's retries cover the outage without duplicating a
 //! message, the consumer carries on from its committed offsets, and the bucket is exact.
 //! The broker is a private one (`support::PrivateKafka`): the shared one is never touched.
+//!
+//! The restart must really have been crossed: some bars were handed to the producer (their
+//! `ingestion_timestamp`) before the restarted broker appended its first message, and
+//! appended by it (the topic keeps the broker's append time as each message's timestamp),
+//! so they reached the topic only by being queued and retried across the restart. Before,
+//! after and at the end, every committed offset is backed by its object, the commits never
+//! go back, and nothing committed before the restart is written again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientConfig, Timestamp};
 
-use super::{Peak, Proc, Row};
+use super::Row;
 use crate::support;
+use crate::support::process::{Peak, Proc};
 
-/// Committed offsets and the objects listed right after reading them.
-struct Snapshot {
-    committed: BTreeMap<i32, i64>,
-    keys: Vec<String>,
-}
-
-/// Reads the group's committed offsets, then lists the bucket (objects are only ever
-/// added, so the listing holds everything written by the time of the commit).
-async fn snapshot(
+/// The commit rule C(p) ≤ W(p) checked now (`support::commits_backed_by_objects`), with
+/// the object key of every message the topic holds so far. Returns the committed offsets
+/// read just before (they only grow) and how many committed messages were checked.
+async fn commits_backed(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     bootstrap: &str,
     group: &str,
     topic: &str,
-) -> Snapshot {
+) -> (BTreeMap<i32, i64>, usize) {
     let committed = support::committed_at(bootstrap, group, topic, 3);
-    Snapshot { committed, keys: support::list_keys(s3, bucket, "streaming/").await }
+    let keys = support::bars::keys_of(&support::topic::read_topic_to_end_at(bootstrap, topic));
+    (committed, support::commits_backed_by_objects(s3, bucket, bootstrap, group, topic, &keys).await)
 }
 
-/// The commit rule C(p) ≤ W(p) at the time of `snap` (as `support::commits_backed_by_objects`,
-/// with the offsets mapped to keys afterwards, from the topic): every message below a
-/// committed offset had its object. Returns how many committed messages were checked.
-fn commits_backed(snap: &Snapshot, messages: &[OwnedMessage], when: &str) -> usize {
-    let template = egx_actors::KeyTemplate::default();
-    let mut checked = 0;
-    for m in messages {
-        if snap.committed.get(&m.partition()).is_none_or(|c| m.offset() >= *c) {
-            continue;
-        }
-        let record = egx_actors::MarketRecord::decode(m.payload(), 1 << 20).expect("valid bar");
-        let key = template.render(&record).to_string();
-        assert!(
-            snap.keys.binary_search(&key).is_ok(),
-            "{when}: offset {} of partition {} committed (C={:?}) but {key} not written",
-            m.offset(),
-            m.partition(),
-            snap.committed
-        );
-        checked += 1;
+/// A counter on an admin endpoint, 0 when it does not answer.
+fn counter(admin: u16, series: &str) -> u64 {
+    super::metric(admin, series).unwrap_or_default() as u64
+}
+
+/// Creates the topic (3 partitions) with the broker's append time as each message's
+/// timestamp: it tells the messages the restarted broker took from those it had before.
+async fn create_topic_with_append_time(bootstrap: &str, topic: &str) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let new =
+        NewTopic::new(topic, 3, TopicReplication::Fixed(1)).set("message.timestamp.type", "LogAppendTime");
+    for r in admin.create_topics(&[new], &AdminOptions::new()).await.expect("CreateTopics") {
+        r.expect("topic created");
     }
-    checked
 }
 
-/// Sum of a counter on an admin endpoint, 0 when it does not answer.
-fn metric(port: u16, series: &str) -> u64 {
-    match support::http_get(port, "/metrics") {
-        Some((200, text)) => support::metric_sum(&text, series) as u64,
-        _ => 0,
+/// When the broker appended a message (Unix milliseconds).
+fn appended_ms(m: &OwnedMessage) -> i64 {
+    match m.timestamp() {
+        Timestamp::LogAppendTime(ms) => ms,
+        other => panic!("offset {} of partition {}: no append time: {other:?}", m.offset(), m.partition()),
     }
 }
 
@@ -93,13 +93,13 @@ async fn broker_restart_duplicates_nothing_and_consumer_resumes() {
         (support::unique("rel-broker"), support::unique("rel-broker"), support::unique("g"));
     let broker = support::PrivateKafka::start();
     let kafka = broker.bootstrap();
-    support::create_topic_at(&kafka, &topic, 3).await;
+    create_topic_with_append_time(&kafka, &topic).await;
 
     // The replay: SYMBOLS symbols, one 1-minute bar each per market minute, paced so that
     // the whole of it lasts `replay` (well beyond the restart).
     let (per_symbol, replay) = super::scaled((60, 90), (400, 240));
-    let expected = super::SYMBOLS * per_symbol;
-    let symbols: Vec<String> = (0..super::SYMBOLS).map(|s| format!("R{s:02}")).collect();
+    let expected = support::bars::SYMBOLS * per_symbol;
+    let symbols: Vec<String> = (0..support::bars::SYMBOLS).map(|s| format!("R{s:02}")).collect();
     let first = 1_740_902_400_i64; // 2025-03-02T08:00:00Z
     let data = tempfile::tempdir().expect("temp dir");
     let csv = data.path().join("bars.csv");
@@ -158,14 +158,16 @@ async fn broker_restart_duplicates_nothing_and_consumer_resumes() {
         producer.log_text(),
         tail(&consumer.log_text())
     );
-    let before = snapshot(&s3, &bucket, &kafka, &group, &topic).await;
+    let (before, checked_before) = commits_backed(&s3, &bucket, &kafka, &group, &topic).await;
     let ends_before = support::end_offsets_at(&kafka, &topic);
     assert!(total(&ends_before) < expected as i64, "the restart comes before the replay ended");
 
     // The fault: a controlled broker shutdown and start, processes left running.
-    let (restarting, down_at) = (Instant::now(), chrono::Utc::now());
-    broker.restart();
-    let (restart, back, back_at) = (restarting.elapsed(), Instant::now(), chrono::Utc::now());
+    let stopping = Instant::now();
+    broker.stop();
+    let starting_at = chrono::Utc::now();
+    broker.resume();
+    let (restart, back) = (stopping.elapsed(), Instant::now());
     let ends_back = support::end_offsets_at(&kafka, &topic);
     // Both carry on by themselves: the topic grows, then the consumer commits again.
     let producing = support::eventually(Duration::from_secs(120), || async {
@@ -182,22 +184,22 @@ async fn broker_restart_duplicates_nothing_and_consumer_resumes() {
     .await;
     assert!(committing, "the consumer commits again after the restart:\n{}", tail(&consumer.log_text()));
     let consume_resumed = back.elapsed();
-    let after = snapshot(&s3, &bucket, &kafka, &group, &topic).await;
+    let (after, checked_after) = commits_backed(&s3, &bucket, &kafka, &group, &topic).await;
 
     // Produce carries on to the end of the replay, then stops on request.
     let published = support::eventually(Duration::from_secs(replay + 300), || async {
         total(&support::end_offsets_at(&kafka, &topic)) >= expected as i64
     })
     .await;
-    let produced = metric(produce_admin, "egx_messages_produced_total");
-    let produce_errors = metric(produce_admin, "egx_produce_errors_total");
-    let produce_restarts = metric(produce_admin, "egx_actor_restarts_total");
+    let produced = counter(produce_admin, "egx_messages_produced_total");
+    let produce_errors = counter(produce_admin, "egx_produce_errors_total");
+    let produce_restarts = counter(produce_admin, "egx_actor_restarts_total");
     assert!(producer.terminate().success(), "produce stops cleanly:\n{}", producer.log_text());
     assert!(published, "the whole replay reaches the topic:\n{}", producer.log_text());
 
     let done = super::all_committed(&kafka, &group, &topic, Duration::from_secs(300)).await;
-    let consumed = metric(consume_admin, "egx_records_consumed_total");
-    let consume_restarts = metric(consume_admin, "egx_actor_restarts_total");
+    let consumed = counter(consume_admin, "egx_records_consumed_total");
+    let consume_restarts = counter(consume_admin, "egx_actor_restarts_total");
     let assignments = consumer.log_text().matches("Partitions assigned.").count();
     assert!(
         consumer.terminate().success(),
@@ -205,12 +207,10 @@ async fn broker_restart_duplicates_nothing_and_consumer_resumes() {
         tail(&consumer.log_text())
     );
     assert!(done, "everything committed after the restart:\n{}", tail(&consumer.log_text()));
-    let end = snapshot(&s3, &bucket, &kafka, &group, &topic).await;
+    let (end, checked_end) = commits_backed(&s3, &bucket, &kafka, &group, &topic).await;
 
     // No duplicates: every (symbol, datetime) of the replay exactly once, nothing else.
-    let in_topic = total(&support::end_offsets_at(&kafka, &topic));
-    let messages = support::read_topic_at(&kafka, &topic, in_topic as usize, Duration::from_secs(60));
-    assert_eq!(messages.len() as i64, in_topic, "the whole topic read back");
+    let messages = support::topic::read_topic_to_end_at(&kafka, &topic);
     let mut seen: BTreeMap<(String, i64), usize> = BTreeMap::new();
     for m in &messages {
         let record = egx_actors::MarketRecord::decode(m.payload(), 1 << 20).expect("valid bar");
@@ -223,41 +223,38 @@ async fn broker_restart_duplicates_nothing_and_consumer_resumes() {
     assert!(missing.is_empty(), "bars missing from the topic: {missing:?}");
     assert_eq!(messages.len(), expected, "exactly the replayed bars, once each");
     assert_eq!(produced as usize, expected, "the producer confirmed each bar once");
-    // Bars handed to the producer while the broker was away: queued and retried by
-    // librdkafka, delivered once each after it came back.
-    let across = messages.iter().filter(|m| (down_at..back_at).contains(&super::ingested(m))).count();
+    // Bars queued across the restart: handed to the producer (stamped) before the
+    // restarted broker appended its first message, and appended by it. librdkafka held
+    // and retried them, and delivered each once.
+    let restarted: Vec<(&OwnedMessage, i64)> = messages
+        .iter()
+        .map(|m| (m, appended_ms(m)))
+        .filter(|(_, at)| *at >= starting_at.timestamp_millis())
+        .collect();
+    let first_append = restarted.iter().map(|(_, at)| *at).min().expect("messages after the restart");
+    let across =
+        restarted.iter().filter(|(m, _)| super::ingested(m).timestamp_millis() < first_append).count();
+    assert!(across > 0, "no bar was queued across the restart");
 
     // The consumer resumed from its committed offsets: the broker's commits never went
     // back and never passed an unwritten record, and nothing committed before the
     // restart was read and written again (records read again, if the group rebalanced,
     // start at or after those offsets).
     for p in 0..3 {
-        let at = |s: &Snapshot| s.committed.get(&p).copied().unwrap_or(0);
+        let at = |c: &BTreeMap<i32, i64>| c.get(&p).copied().unwrap_or(0);
         assert!(
             at(&before) <= at(&after) && at(&after) <= at(&end),
-            "commits of partition {p} went back: {:?} -> {:?} -> {:?}",
-            before.committed,
-            after.committed,
-            end.committed
+            "commits of partition {p} went back: {before:?} -> {after:?} -> {end:?}"
         );
     }
-    let checked = [
-        commits_backed(&before, &messages, "before the restart"),
-        commits_backed(&after, &messages, "after the restart"),
-        commits_backed(&end, &messages, "at the end"),
-    ];
+    let checked = [checked_before, checked_after, checked_end];
     let stored = stores(&consumer.log_text());
     let unstored: Vec<_> =
         messages.iter().map(|m| (m.partition(), m.offset())).filter(|k| !stored.contains_key(k)).collect();
     assert!(unstored.is_empty(), "records the consumer never stored: {unstored:?}");
     let again: Vec<(i32, i64)> = stored.iter().filter(|(_, n)| **n > 1).map(|(k, _)| *k).collect();
-    let below: Vec<_> =
-        again.iter().filter(|(p, o)| before.committed.get(p).is_some_and(|c| o < c)).collect();
-    assert!(
-        below.is_empty(),
-        "committed before the restart ({:?}) yet written again: {below:?}",
-        before.committed
-    );
+    let below: Vec<_> = again.iter().filter(|(p, o)| before.get(p).is_some_and(|c| o < c)).collect();
+    assert!(below.is_empty(), "committed before the restart ({before:?}) yet written again: {below:?}");
     let reread = consumed as i64 - expected as i64;
     let check = support::check_bucket(&s3, &bucket, &messages, &egx_actors::KeyTemplate::default()).await;
     Row {

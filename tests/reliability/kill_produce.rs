@@ -35,9 +35,10 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rdkafka::message::{Message, OwnedMessage};
 
-use super::{Peak, Proc, Row};
+use super::Row;
 use crate::support;
 use crate::support::fake_tradingview::{daily_bars, FakeBar, FakeConfig, FakeTradingView};
+use crate::support::process::{Peak, Proc};
 
 /// Chart sessions the feed client starts per second: the pace of the run.
 const SESSIONS_PER_SECOND: u32 = 10;
@@ -132,14 +133,7 @@ fn prefixes(got: &BTreeMap<String, Vec<BarId>>, want: &BTreeMap<String, Vec<BarI
 /// Every message of the topic now, off the runtime's worker (the fake feed keeps serving).
 async fn read_all(topic: &str) -> Vec<OwnedMessage> {
     let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || {
-        let total = usize::try_from(support::end_offsets(&topic).values().sum::<i64>()).expect("a count");
-        let messages = support::read_topic(&topic, total, Duration::from_secs(60));
-        assert_eq!(messages.len(), total, "every message of the topic read back");
-        messages
-    })
-    .await
-    .expect("joined")
+    tokio::task::spawn_blocking(move || support::topic::read_topic_to_end(&topic)).await.expect("joined")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
-use super::{Peak, Proc, Row};
+use super::Row;
 use crate::support;
+use crate::support::process::{Peak, Proc};
 
 /// Records one partition may hold unconfirmed: tiny, so every partition pauses at once.
 const IN_FLIGHT_LIMIT: usize = 2;
@@ -46,7 +47,7 @@ async fn rebalance_while_paused_loses_no_partition() {
     support::create_topic(&topic, 3).await;
     let total = super::scaled(600, 3_000);
     let producer = support::idempotent_producer(&kafka);
-    super::publish_bars(&producer, &topic, 0..total / 10).await;
+    support::bars::publish_bars(&producer, &topic, 0..total / 10).await;
 
     let cfg = support::config_file(
         &topic,
@@ -73,7 +74,7 @@ async fn rebalance_while_paused_loses_no_partition() {
     // The fault: the store goes away and the rest of the messages arrive, so every
     // partition fills its in-flight slots and pauses.
     server.stop();
-    super::publish_bars(&producer, &topic, total / 10..total).await;
+    support::bars::publish_bars(&producer, &topic, total / 10..total).await;
     let all_paused = support::eventually(Duration::from_secs(60), || async {
         super::metric(admin, "egx_partition_paused") == Some(3.0)
     })

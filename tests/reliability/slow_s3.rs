@@ -6,9 +6,10 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::{Peak, Proc, Row};
+use super::Row;
 use crate::support;
 use crate::support::latency_proxy::LatencyProxy;
+use crate::support::process::{Peak, Proc};
 
 #[tokio::test]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]
@@ -21,7 +22,7 @@ async fn slow_s3_pauses_partitions_without_eviction() {
     let proxy = LatencyProxy::start(&upstream, delay);
     support::create_topic(&topic, 3).await;
     let total = super::scaled(2_000, 6_000);
-    super::publish_bars(&support::idempotent_producer(&kafka), &topic, 0..total).await;
+    support::bars::publish_bars(&support::idempotent_producer(&kafka), &topic, 0..total).await;
 
     let cfg = support::config_file(
         &topic,
@@ -67,7 +68,7 @@ async fn slow_s3_pauses_partitions_without_eviction() {
     let assignments = log.lines().filter(|l| l.contains("Partitions assigned.")).count();
     assert_eq!(assignments, 1, "partitions assigned once:\n{log}");
 
-    let messages = support::read_topic(&topic, total, Duration::from_secs(60));
+    let messages = support::topic::read_topic_to_end(&topic);
     assert_eq!(messages.len(), total);
     let check =
         support::check_bucket(&support::s3().await, &bucket, &messages, &egx_actors::KeyTemplate::default())

@@ -8,9 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Peak, Proc, Row};
+use super::Row;
 use crate::support;
 use crate::support::latency_proxy::LatencyProxy;
+use crate::support::process::{Peak, Proc};
 
 /// Bars published before the fault (bar 0 is the one that gets a second version).
 const BARS: usize = 20;
@@ -55,7 +56,7 @@ async fn a_zombie_write_never_rolls_an_object_back() {
     // A's writes leave it but do not reach the store.
     proxy.hold();
     let producer = support::idempotent_producer(&kafka);
-    let keys = super::publish_bars(&producer, &topic, 0..BARS).await;
+    let keys = support::bars::publish_bars(&producer, &topic, 0..BARS).await;
     let held_puts = || proxy.requests().iter().filter(|r| r.held && r.line.starts_with("PUT ")).count();
     let stuck = support::eventually(Duration::from_secs(60), || {
         let n = held_puts();
@@ -74,7 +75,7 @@ async fn a_zombie_write_never_rolls_an_object_back() {
     .await;
     assert!(moved, "B takes the partition over:\n{}", b.log_text());
     // Version 2 of bar 0, which A never sees.
-    let (symbol, v1) = super::bar(0);
+    let (symbol, v1) = support::bars::bar(0);
     let v2 = v1.replace(r#""close":1.75"#, r#""close":1.8"#);
     support::publish(&producer, &topic, vec![(symbol, v2.clone().into_bytes())]).await;
     let key = keys.values().next().expect("bar 0's key").clone();

@@ -4,8 +4,9 @@
 //! message, `symbol_resolved`/`symbol_error`, loading → update → completed for
 //! `create_series` with 6 or 7 parameters, `request_more_data` paging from a history per
 //! symbol, `du` pushes (5-element bars when volume is absent), `critical_error` and
-//! `series_error` for refused resolutions, `t`/`t_ms` fields, and connections cut at
-//! random (seeded) or on demand. Its framing is written independently of the client's.
+//! `series_error` for refused resolutions, `t`/`t_ms` fields, connections cut at random
+//! (seeded) or on demand, and `set_auth_token` recorded (and, when a token is required,
+//! any other refused). Its framing is written independently of the client's.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -46,6 +47,9 @@ pub struct FakeConfig {
     pub critical_resolutions: Vec<String>,
     /// Resolutions answered with `series_error`.
     pub series_error_resolutions: Vec<String>,
+    /// The only token accepted by `set_auth_token` (another is refused with a
+    /// `protocol_error`); `None` accepts any.
+    pub auth_token: Option<String>,
 }
 
 impl Default for FakeConfig {
@@ -60,6 +64,7 @@ impl Default for FakeConfig {
             seed: 7,
             critical_resolutions: vec!["240".into()],
             series_error_resolutions: vec!["45".into()],
+            auth_token: None,
         }
     }
 }
@@ -121,6 +126,8 @@ struct Counters {
 struct State {
     config: FakeConfig,
     history: Mutex<HashMap<String, Vec<FakeBar>>>,
+    /// Every token clients sent with `set_auth_token`, in order.
+    auth_tokens: Mutex<Vec<String>>,
     counters: Counters,
     rng: Mutex<StdRng>,
     pushes: broadcast::Sender<Push>,
@@ -152,6 +159,7 @@ impl FakeTradingView {
             rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
             config,
             history: Mutex::default(),
+            auth_tokens: Mutex::default(),
             counters: Counters::default(),
             pushes: broadcast::channel(1024).0,
             accepted: watch::channel(0).0,
@@ -203,6 +211,11 @@ impl FakeTradingView {
     pub async fn wait_for_connections(&self, n: usize) {
         let mut accepted = self.state.accepted.subscribe();
         accepted.wait_for(|count| *count >= n).await.expect("server alive");
+    }
+
+    /// Every token clients sent with `set_auth_token` so far, in order.
+    pub fn auth_tokens(&self) -> Vec<String> {
+        self.state.auth_tokens.lock().unwrap().clone()
     }
 
     /// What the fake has seen so far.
@@ -424,9 +437,23 @@ impl Conn {
             if !self.authed && method != "set_auth_token" {
                 return self.refuse("set_auth_token must come first");
             }
+            if method == "set_auth_token" {
+                if !self.authenticate(p.first().and_then(Value::as_str).unwrap_or_default()) {
+                    return self.refuse("invalid auth token");
+                }
+                continue;
+            }
             self.command(&method, &p);
         }
         Ok(())
+    }
+
+    /// Records the token; accepts it (true) unless another one is required.
+    fn authenticate(&mut self, token: &str) -> bool {
+        self.state.auth_tokens.lock().unwrap().push(token.to_string());
+        let required = self.state.config.auth_token.as_deref();
+        self.authed = required.is_none_or(|required| required == token);
+        self.authed
     }
 
     /// Queues a `protocol_error` and ends the connection after it.
@@ -441,7 +468,6 @@ impl Conn {
     fn command(&mut self, method: &str, p: &[Value]) {
         let s = |i: usize| p.get(i).and_then(Value::as_str).unwrap_or_default().to_string();
         match method {
-            "set_auth_token" => self.authed = true,
             "chart_create_session" => {
                 self.charts.insert(s(0), Chart::default());
             }

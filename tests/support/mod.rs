@@ -3,9 +3,16 @@
 
 #![allow(dead_code)]
 
+pub mod bars;
 pub mod fake_tradingview;
 pub mod latency_proxy;
+pub mod poison;
+pub mod process;
 pub mod secure;
+pub mod sentinel;
+pub mod topic;
+
+pub use topic::read_topic_to_end;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -500,6 +507,8 @@ pub fn metric_sum(text: &str, series: &str) -> f64 {
 pub struct PrivateS3 {
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Its root access key and secret key.
+    keys: (String, String),
     dir: tempfile::TempDir,
     child: Option<std::process::Child>,
 }
@@ -507,7 +516,14 @@ pub struct PrivateS3 {
 impl PrivateS3 {
     /// Starts one on a free port (needs `EGX_VERSITYGW`, set by scripts/test.sh).
     pub fn start() -> Self {
-        let mut s = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), child: None };
+        Self::start_with_keys("minioadmin", "minioadmin")
+    }
+
+    /// [`PrivateS3::start`] with these root keys instead of the test ones.
+    pub fn start_with_keys(access_key: &str, secret_key: &str) -> Self {
+        let keys = (access_key.to_string(), secret_key.to_string());
+        let mut s =
+            Self { port: free_port(), keys, dir: tempfile::tempdir().expect("temp dir"), child: None };
         s.resume();
         s
     }
@@ -522,8 +538,8 @@ impl PrivateS3 {
         let bin = std::env::var("EGX_VERSITYGW")
             .expect("EGX_VERSITYGW must name the versitygw binary (scripts/test.sh sets it)");
         let child = std::process::Command::new(bin)
-            .env("ROOT_ACCESS_KEY", "minioadmin")
-            .env("ROOT_SECRET_KEY", "minioadmin")
+            .env("ROOT_ACCESS_KEY", &self.keys.0)
+            .env("ROOT_SECRET_KEY", &self.keys.1)
             .args(["--port", &format!("127.0.0.1:{}", self.port), "--region", "us-east-1", "posix"])
             .arg(self.dir.path())
             .stdout(std::process::Stdio::null())
