@@ -3,7 +3,7 @@
 //! leaving the group lose nothing.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use futures::FutureExt;
 use rdkafka::message::Message;
 
 use crate::support;
+use crate::support::process::Proc;
 
 /// An object store that fails a share of writes before they reach the real one.
 struct FlakySink {
@@ -66,7 +67,7 @@ async fn commits_never_pass_unwritten_records_under_panics_and_s3_errors() {
     produce.consume = false;
     let (_, exit) = Supervisor::start(produce).expect("spec");
     assert!(matches!(exit.await.expect("exit"), PipelineExit::Finished(_)));
-    let messages = support::read_topic(&topic, 800, Duration::from_secs(30));
+    let messages = support::read_topic_to_end(&topic);
     assert_eq!(messages.len(), 800);
     let template = KeyTemplate::default();
     let expected_key: BTreeMap<(i32, i64), String> = messages
@@ -139,23 +140,6 @@ async fn produce_bars(topic: &str, range: std::ops::Range<usize>) {
     support::produce(topic, &refs).await;
 }
 
-fn spawn_consumer(config: &std::path::Path) -> Child {
-    support::binary()
-        .arg("--config")
-        .arg(config)
-        .arg("consume")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("consumer starts")
-}
-
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let pid = child.id().to_string();
-    std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
-    child.wait().expect("consumer exits")
-}
-
 /// A second consumer joins and leaves mid-run: the group loses nothing and duplicates nothing.
 #[tokio::test]
 #[ignore = "needs real Kafka and S3: run scripts/test.sh"]
@@ -178,14 +162,14 @@ async fn consumers_joining_and_leaving_lose_nothing() {
             async move { support::list_keys(&s3, &bucket, "streaming/").await.len() >= at_least }
         }
     };
-    let mut a = spawn_consumer(cfg.path());
+    let mut a = Proc::start(cfg.path(), &["consume"], &[]);
     assert!(support::eventually(Duration::from_secs(60), count(100)).await, "consumer A writes");
-    let mut b = spawn_consumer(cfg.path());
+    let mut b = Proc::start(cfg.path(), &["consume"], &[]);
     assert!(
         support::eventually(Duration::from_secs(60), count(700)).await,
         "the group keeps writing while B joins"
     );
-    assert!(terminate(&mut b).success(), "B drains and leaves cleanly");
+    assert!(b.terminate().success(), "B drains and leaves cleanly");
     produce_bars(&topic, 1_500..2_000).await;
     let ends = support::end_offsets(&topic);
     let (g, t) = (group.clone(), topic.clone());
@@ -194,9 +178,10 @@ async fn consumers_joining_and_leaving_lose_nothing() {
         async move { support::committed(&g, &t, 3) == ends }
     })
     .await;
-    assert!(terminate(&mut a).success(), "A drains and leaves cleanly");
+    assert!(a.terminate().success(), "A drains and leaves cleanly");
     assert!(done, "everything committed after B left");
-    let messages = support::read_topic(&topic, 2_000, Duration::from_secs(30));
+    let messages = support::read_topic_to_end(&topic);
+    assert_eq!(messages.len(), 2_000);
     let check = support::check_bucket(&s3, &bucket, &messages, &KeyTemplate::default()).await;
     assert!(check.is_exact(), "{check:?}");
     assert_eq!(check.objects, 2_000);

@@ -4,30 +4,22 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use rdkafka::message::Message;
 
 use crate::support;
-
-fn spawn(cmd: &mut std::process::Command) -> Child {
-    cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("binary starts")
-}
+use crate::support::process::Proc;
 
 /// `run` with a config file and the admin endpoint on `port`.
-fn run_with_admin(config: &std::path::Path, port: u16) -> Child {
-    spawn(
-        support::binary()
-            .env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
-            .arg("--config")
-            .arg(config)
-            .arg("run"),
-    )
+fn run_with_admin(config: &std::path::Path, port: u16) -> Proc {
+    Proc::start(config, &["run"], &[("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}"))])
 }
 
-fn terminate(child: &mut Child, signal: &str) {
-    std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill runs");
+/// `consume` against the store at `endpoint`, the admin endpoint on `port`.
+fn consume_with_admin(config: &std::path::Path, port: u16, endpoint: String) -> Proc {
+    let env = [("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}")), ("MINIO_ENDPOINT", endpoint)];
+    Proc::start(config, &["consume"], &env)
 }
 
 /// Publishes `n` daily bars of 10 symbols `<prefix>00`…`<prefix>09`, each its own object.
@@ -97,8 +89,7 @@ async fn metrics_match_what_was_written_and_lag_returns_to_zero() {
     };
     assert!(ops("stored").contains("total: 20 objects, 5 dates, 4 symbols"), "{}", ops("stored"));
     assert!(ops("lag").contains("total lag: 0"), "{}", ops("lag"));
-    terminate(&mut run, "-TERM");
-    assert!(run.wait().expect("exits").success(), "SIGTERM drains and exits 0");
+    assert!(run.terminate().success(), "SIGTERM drains and exits 0");
 }
 
 /// Readiness turns 503 when the object store stops and 200 again when it is back.
@@ -111,14 +102,7 @@ async fn readiness_follows_the_object_store() {
     support::create_topic(&topic, 3).await;
     let port = support::free_port();
     let cfg = support::config_file(&topic, &bucket, &group, "");
-    let mut consume = spawn(
-        support::binary()
-            .env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
-            .env("MINIO_ENDPOINT", s3.endpoint())
-            .arg("--config")
-            .arg(cfg.path())
-            .arg("consume"),
-    );
+    let mut consume = consume_with_admin(cfg.path(), port, s3.endpoint());
     let ready = || support::http_get(port, "/readyz");
     wait_for("ready", Duration::from_secs(60), || ready().is_some_and(|(s, _)| s == 200)).await;
     s3.stop();
@@ -128,8 +112,7 @@ async fn readiness_follows_the_object_store() {
     .await;
     s3.resume();
     wait_for("ready again", Duration::from_secs(30), || ready().is_some_and(|(s, _)| s == 200)).await;
-    terminate(&mut consume, "-TERM");
-    assert!(consume.wait().expect("exits").success());
+    assert!(consume.terminate().success());
 }
 
 /// A consumer started while the object store is down stays up, reports not ready with
@@ -153,14 +136,7 @@ async fn a_consumer_started_during_a_store_outage_waits_for_the_store() {
 commit_interval_ms = 100
 ",
     );
-    let mut consume = spawn(
-        support::binary()
-            .env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
-            .env("MINIO_ENDPOINT", s3.endpoint())
-            .arg("--config")
-            .arg(cfg.path())
-            .arg("consume"),
-    );
+    let mut consume = consume_with_admin(cfg.path(), port, s3.endpoint());
     let ready = || support::http_get(port, "/readyz");
     wait_for("not ready: the store is down", Duration::from_secs(60), || {
         ready().is_some_and(|(s, body)| s == 503 && body.contains("object store"))
@@ -173,7 +149,7 @@ commit_interval_ms = 100
         support::metric_sum(&metrics(), "egx_store_checks_total") >= 3.0
     })
     .await;
-    assert!(consume.try_wait().expect("wait").is_none(), "the consumer keeps running");
+    assert!(consume.running(), "the consumer keeps running");
     let (_, members) = crate::reliability::group_members(&support::kafka(), &group);
     assert!(members.is_empty(), "no group member before the store answers: {members:?}");
 
@@ -184,8 +160,7 @@ commit_interval_ms = 100
     })
     .await;
     wait_for("ready once writing", Duration::from_secs(30), || ready().is_some_and(|(s, _)| s == 200)).await;
-    terminate(&mut consume, "-TERM");
-    assert!(consume.wait().expect("exits").success());
+    assert!(consume.terminate().success());
     let written = support::list_keys(&support::s3_at(&s3.endpoint()).await, &bucket, "streaming/").await;
     assert_eq!(written.len(), 30);
 }
@@ -215,17 +190,7 @@ retry_max_ms = 200
 "
         ),
     );
-    let log = tempfile::NamedTempFile::new().expect("log file");
-    let mut consume = support::binary()
-        .env("EGX__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
-        .env("MINIO_ENDPOINT", s3.endpoint())
-        .arg("--config")
-        .arg(cfg.path())
-        .arg("consume")
-        .stdout(Stdio::null())
-        .stderr(log.reopen().expect("log"))
-        .spawn()
-        .expect("consume starts");
+    let mut consume = consume_with_admin(cfg.path(), port, s3.endpoint());
     let ready = || support::http_get(port, "/readyz");
     wait_for("ready", Duration::from_secs(60), || ready().is_some_and(|(s, _)| s == 200)).await;
     s3.stop();
@@ -242,7 +207,7 @@ retry_max_ms = 200
     .await;
     let m = metrics();
     assert!(support::metric_sum(&m, "egx_oldest_write_age_seconds") >= stall_secs as f64, "{m}");
-    let text = std::fs::read_to_string(log.path()).expect("log");
+    let text = consume.log_text();
     let warnings = text.lines().filter(|l| l.contains("WARN") && l.contains("Object write")).count();
     assert!(
         (1..=10).contains(&warnings),
@@ -255,10 +220,9 @@ retry_max_ms = 200
             && support::metric_sum(&metrics(), "egx_oldest_write_age_seconds") == 0.0
     })
     .await;
-    let text = std::fs::read_to_string(log.path()).expect("log");
+    let text = consume.log_text();
     assert!(text.contains("Object writes succeed again."), "{text}");
-    terminate(&mut consume, "-TERM");
-    assert!(consume.wait().expect("exits").success());
+    assert!(consume.terminate().success());
 }
 
 /// `produce --shard 0/2` and `--shard 1/2` together publish every symbol exactly once.
@@ -287,7 +251,7 @@ async fn shards_split_the_symbols_with_no_overlap_and_no_gap() {
             .output()
             .expect("runs");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let messages = support::read_topic(&shard_topic, 10, Duration::from_secs(10));
+        let messages = support::read_topic_to_end(&shard_topic);
         let keys: BTreeSet<String> = messages
             .iter()
             .map(|m| String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned())
@@ -322,13 +286,12 @@ async fn sighup_reloads_the_symbol_list() {
     wait_for("COMI fetched", Duration::from_secs(60), || fetches("COMI") >= 1.0).await;
     let text = std::fs::read_to_string(cfg.path()).expect("config").replace("[\"COMI\"]", "[\"ETEL\"]");
     std::fs::File::create(cfg.path()).and_then(|mut f| f.write_all(text.as_bytes())).expect("rewrite config");
-    terminate(&mut run, "-HUP");
+    run.hangup();
     wait_for("ETEL fetched after SIGHUP", Duration::from_secs(60), || fetches("ETEL") >= 2.0).await;
     let comi_after = fetches("COMI");
     wait_for("ETEL keeps polling", Duration::from_secs(30), || fetches("ETEL") >= 4.0).await;
     assert_eq!(fetches("COMI"), comi_after, "COMI's Fetcher was removed");
-    terminate(&mut run, "-TERM");
-    assert!(run.wait().expect("exits").success());
+    assert!(run.terminate().success());
 }
 
 /// `check` passes against the real services and fails clearly on a wrong endpoint.

@@ -60,6 +60,17 @@ impl Proc {
         Self { child, log }
     }
 
+    /// Starts the binary like [`Proc::spawn`], when its memory is not of interest.
+    pub fn start(config: &Path, args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::spawn(config, args, env, &Peak::default())
+    }
+
+    /// SIGHUP: re-reads the symbol list; the process keeps running.
+    pub fn hangup(&self) {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill runs");
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
