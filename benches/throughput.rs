@@ -28,16 +28,18 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, TimeZone, Utc};
 use clap::Parser;
-use egx_actors::config::{
-    ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, Secret, SinkConfig, SinkKind, SupervisorConfig,
-    WriterConfig,
-};
+use egx_actors::config::Secret;
+use egx_actors::fetcher::FetchConfig;
+use egx_actors::kafka::{KafkaConfig, KafkaMode};
 use egx_actors::market::{Bar, Interval, Symbol};
 use egx_actors::messages::{PublishBars, Stop};
 use egx_actors::metrics::Metrics;
 use egx_actors::publisher::Publisher;
+use egx_actors::sink::{SinkConfig, SinkKind};
 use egx_actors::source::{Clock, FetchRequest, SyntheticSource};
+use egx_actors::supervisor::{ChaosConfig, SupervisorConfig};
 use egx_actors::supervisor::{PipelineExit, PipelineSpec, PipelineSummary, Supervisor};
+use egx_actors::writer::WriterConfig;
 use egx_actors::{BarMessage, MarketRecord};
 use futures::future::join_all;
 use slog::{o, Drain, Logger};

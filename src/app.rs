@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use egx_actors::admin::{self, AdminConfig, Readiness};
-use egx_actors::config::SourceKind;
-use egx_actors::config::{KafkaMode, SinkKind};
 use egx_actors::kafka::EmbeddedKafka;
+use egx_actors::kafka::KafkaMode;
 use egx_actors::market::{Interval, Shard, Symbol};
 use egx_actors::messages::SetSymbols;
 use egx_actors::metrics::Metrics;
 use egx_actors::refusal::RefusalKind;
+use egx_actors::sink::SinkKind;
+use egx_actors::source::SourceKind;
 use egx_actors::source::{system_clock, Clock, CsvSource, Source, SyntheticSource, TradingViewSource};
 use egx_actors::supervisor::{PipelineExit, PipelineSpec, PipelineSummary, Shutdown, Supervisor};
 use slog::{info, Logger};

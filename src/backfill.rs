@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use anyhow::{anyhow, bail, Context, Result};
-use egx_actors::config::KafkaMode;
+use egx_actors::kafka::KafkaMode;
 use egx_actors::kafka::{self, KafkaSetupError, KafkaWatch};
 use egx_actors::market::{Bar, Interval, Shard, Symbol};
 use egx_actors::messages::{PublishBars, Stop};

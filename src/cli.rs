@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use egx_actors::config::SourceKind;
+use egx_actors::source::SourceKind;
 
 /// EGX market data pipeline: source → Apache Kafka → S3-compatible storage, on actix
 /// actors, losing nothing across crashes.

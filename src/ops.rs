@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use egx_actors::config::KafkaMode;
+use egx_actors::kafka::KafkaMode;
 use egx_actors::kafka::{self, KafkaWatch, OffsetProbe};
 use egx_actors::metrics::Metrics;
 use slog::Logger;

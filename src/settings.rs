@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 use egx_actors::admin::AdminConfig;
 use egx_actors::calendar::MarketHoursConfig;
-use egx_actors::config::CsvConfig;
-use egx_actors::config::{
-    ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, SinkConfig, SupervisorConfig, WriterConfig,
-};
+use egx_actors::fetcher::FetchConfig;
+use egx_actors::kafka::{KafkaConfig, KafkaMode};
 use egx_actors::key::KeyTemplate;
+use egx_actors::sink::SinkConfig;
+use egx_actors::source::CsvConfig;
 use egx_actors::source::TradingViewConfig;
+use egx_actors::supervisor::{ChaosConfig, SupervisorConfig};
+use egx_actors::writer::WriterConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::LogFormat;
@@ -186,7 +188,7 @@ fn override_from(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use egx_actors::config::SinkKind;
+    use egx_actors::sink::SinkKind;
     use std::collections::HashMap;
     use std::io::Write;
 

@@ -7,9 +7,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use egx_actors::config::ChaosConfig;
 use egx_actors::key::ObjectKey;
 use egx_actors::sink::{FailureKind, ObjectSink, Origin, PutOutcome, SinkError};
+use egx_actors::supervisor::ChaosConfig;
 use egx_actors::supervisor::{PipelineExit, Supervisor};
 use egx_actors::KeyTemplate;
 use futures::future::BoxFuture;
@@ -192,14 +192,13 @@ async fn consumers_joining_and_leaving_lose_nothing() {
 /// (it waits for the broker's committed offsets) instead of waiting forever.
 #[actix_rt::test]
 async fn refused_commits_are_made_again() {
-    use egx_actors::config::{KafkaMode, SinkConfig, SinkKind};
+    use egx_actors::kafka::KafkaMode;
+    use egx_actors::sink::{SinkConfig, SinkKind};
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
     let (topic, group) = (support::unique("egx-commit"), support::unique("g"));
-    let cfg = egx_actors::config::KafkaConfig {
-        mode: KafkaMode::Embedded,
-        ..support::kafka_config(&topic, &group)
-    };
+    let cfg =
+        egx_actors::kafka::KafkaConfig { mode: KafkaMode::Embedded, ..support::kafka_config(&topic, &group) };
     let (embedded, kafka) = egx_actors::kafka::EmbeddedKafka::start(&cfg).expect("mock cluster");
     let bootstrap = kafka.bootstrap_servers.clone();
     let messages: Vec<(String, String)> = (0..300).map(bar_message).collect();
@@ -315,15 +314,13 @@ fn consume_once_finishes_when_only_markers_or_expired_records_remain() {
 /// recreated and the bars are published by the next cycles.
 #[actix_rt::test]
 async fn a_fatal_producer_error_recreates_the_producer() {
-    use egx_actors::config::KafkaMode;
+    use egx_actors::kafka::KafkaMode;
     use egx_actors::supervisor::Shutdown;
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
     let (topic, group) = (support::unique("egx-fatal"), support::unique("g"));
-    let cfg = egx_actors::config::KafkaConfig {
-        mode: KafkaMode::Embedded,
-        ..support::kafka_config(&topic, &group)
-    };
+    let cfg =
+        egx_actors::kafka::KafkaConfig { mode: KafkaMode::Embedded, ..support::kafka_config(&topic, &group) };
     let (embedded, kafka) = egx_actors::kafka::EmbeddedKafka::start(&cfg).expect("mock cluster");
     embedded.cluster().request_errors(
         RDKafkaApiKey::Produce,

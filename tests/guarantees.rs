@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::Actor;
-use egx_actors::config::{KafkaConfig, KafkaMode, WriterConfig};
+use egx_actors::kafka::{KafkaConfig, KafkaMode};
 use egx_actors::key::ObjectKey;
 use egx_actors::messages::{CancellationToken, RecordWritten, WriteOutcome, WriteRecord};
 use egx_actors::metrics::Metrics;
 use egx_actors::sink::{LocalDirSink, ObjectSink, Origin, PutOutcome, SinkError};
 use egx_actors::supervisor::{Shutdown, Supervisor};
+use egx_actors::writer::WriterConfig;
 use egx_actors::writer::{DeadLetters, S3Writer, WriterSpec};
 use egx_actors::KeyTemplate;
 use futures::future::BoxFuture;

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use egx_actors::kafka::java_partition;
+use egx_actors::contract::partition::java_partition;
 use egx_actors::KeyTemplate;
 
 use crate::support;

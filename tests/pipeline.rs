@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use egx_actors::kafka::java_partition;
+use egx_actors::contract::partition::java_partition;
 use egx_actors::messages::{AddSymbol, ListSymbols, RemoveSymbol};
 use egx_actors::supervisor::{PipelineExit, Shutdown, Supervisor};
 use egx_actors::KeyTemplate;

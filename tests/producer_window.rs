@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use egx_actors::config::FetchMode;
+use egx_actors::fetcher::FetchMode;
 use egx_actors::source::{BarFeed, FetchRequest, Source, SourceError};
 use egx_actors::supervisor::{PipelineExit, PipelineSpec, Shutdown, Supervisor};
 use egx_actors::{Bar, Interval, Symbol};

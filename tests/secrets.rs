@@ -9,7 +9,8 @@ use std::io::Write;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use egx_actors::config::{Secret, SinkConfig};
+use egx_actors::config::Secret;
+use egx_actors::sink::SinkConfig;
 use egx_actors::source::{FetchRequest, Source, TradingViewSource};
 use egx_actors::{Interval, Symbol};
 use tokio::task::spawn_blocking;

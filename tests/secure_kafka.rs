@@ -7,7 +7,8 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use egx_actors::config::{KafkaConfig, KafkaMode, Secret, SecurityProtocol};
+use egx_actors::config::Secret;
+use egx_actors::kafka::{KafkaConfig, KafkaMode, SecurityProtocol};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 

@@ -10,9 +10,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use egx_actors::config::{KafkaMode, SinkConfig};
+use egx_actors::kafka::KafkaMode;
 use egx_actors::key::ObjectKey;
 use egx_actors::refusal::RefusalKind;
+use egx_actors::sink::SinkConfig;
 use egx_actors::sink::{FailureKind, ObjectSink, Origin, PutOutcome, S3Sink, SinkError};
 use egx_actors::supervisor::{PipelineExit, Supervisor};
 use egx_actors::{KeyTemplate, MarketRecord};
@@ -424,10 +425,8 @@ impl ObjectSink for RefusingSink {
 #[actix_rt::test]
 async fn a_refusal_at_start_ends_the_pipeline_and_is_kept_for_readiness() {
     let (topic, group) = (support::unique("egx-refused"), support::unique("g"));
-    let cfg = egx_actors::config::KafkaConfig {
-        mode: KafkaMode::Embedded,
-        ..support::kafka_config(&topic, &group)
-    };
+    let cfg =
+        egx_actors::kafka::KafkaConfig { mode: KafkaMode::Embedded, ..support::kafka_config(&topic, &group) };
     let (_embedded, kafka) = egx_actors::kafka::EmbeddedKafka::start(&cfg).expect("mock cluster");
     for (kind, refused) in [(FailureKind::Authentication, true), (FailureKind::Unreachable, false)] {
         let checks = Arc::new(Mutex::new(0));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat};
-use egx_actors::config::FetchMode;
+use egx_actors::fetcher::FetchMode;
 use egx_actors::market::EXCHANGE_TZ;
 use egx_actors::source::{TradingViewConfig, TradingViewSource};
 use egx_actors::supervisor::{PipelineExit, Shutdown, Supervisor};

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use egx_actors::config::{ReplacePolicy, SinkConfig};
 use egx_actors::key::ObjectKey;
 use egx_actors::sink::{ObjectSink, Origin, PutOutcome, S3Sink};
+use egx_actors::sink::{ReplacePolicy, SinkConfig};
 use egx_actors::{KeyTemplate, MarketRecord};
 
 use crate::support;

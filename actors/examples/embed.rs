@@ -23,14 +23,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use egx_actors::config::{
-    ChaosConfig, FetchConfig, KafkaConfig, KafkaMode, SinkConfig, SinkKind, SupervisorConfig, WriterConfig,
-};
+use egx_actors::fetcher::FetchConfig;
 use egx_actors::kafka::EmbeddedKafka;
+use egx_actors::kafka::{KafkaConfig, KafkaMode};
 use egx_actors::messages::AddSymbol;
 use egx_actors::sink::{LocalDirSink, ObjectSink, Origin, PutOutcome, SinkError};
+use egx_actors::sink::{SinkConfig, SinkKind};
 use egx_actors::source::{system_clock, SyntheticSource};
+use egx_actors::supervisor::{ChaosConfig, SupervisorConfig};
 use egx_actors::supervisor::{PipelineExit, PipelineSpec, PipelineSummary, Shutdown, Supervisor};
+use egx_actors::writer::WriterConfig;
 use egx_actors::{ObjectKey, Symbol};
 use futures::future::BoxFuture;
 use futures::FutureExt;

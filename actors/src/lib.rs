@@ -20,26 +20,22 @@
 
 #![warn(missing_docs)]
 
+pub mod actors;
 pub mod admin;
-pub mod calendar;
 pub mod config;
-pub mod fetcher;
-pub mod kafka;
-pub mod key;
+pub mod contract;
+pub mod io;
 pub mod lifeline;
-pub mod market;
 pub mod messages;
 pub mod metrics;
-pub mod publisher;
-pub mod reader;
-pub mod record;
 pub mod refusal;
 pub mod retry;
-pub mod sink;
-pub mod source;
-pub mod supervisor;
-pub mod writer;
 
-pub use key::{KeyTemplate, ObjectKey};
-pub use market::{Bar, Interval, Symbol};
-pub use record::{BarMessage, MarketRecord};
+// The parts under their short names, for apps that embed them.
+pub use actors::{fetcher, publisher, reader, supervisor, writer};
+pub use contract::{calendar, key, market, record};
+pub use io::{kafka, sink, source};
+
+pub use contract::key::{KeyTemplate, ObjectKey};
+pub use contract::market::{Bar, Interval, Symbol};
+pub use contract::record::{BarMessage, MarketRecord};

@@ -9,33 +9,8 @@
 
 use actix::prelude::*;
 
+use crate::messages::{ChildExited, ChildId};
 use crate::refusal::Refusal;
-
-/// Identifies a supervised child.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ChildId {
-    /// The Kafka producer actor.
-    Publisher(u64),
-    /// A Fetcher, by symbol name and generation.
-    Fetcher(String, u64),
-    /// The KafkaReader of the given generation.
-    Reader(u64),
-    /// The S3Writer of the given generation.
-    Writer(u64),
-}
-
-/// A supervised child went away.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct ChildExited {
-    /// Which child.
-    pub id: ChildId,
-    /// True when it was not asked to stop: a panic or a failure.
-    pub unexpected: bool,
-    /// Set when the child met a refusal that restarting it cannot fix (a fenced consumer,
-    /// a missing permission): the pipeline ends with it instead.
-    pub refused: Option<Refusal>,
-}
 
 /// Held by a supervised actor; reports its end to the supervisor when dropped.
 pub struct Lifeline {

@@ -7,9 +7,8 @@ use chrono::{DateTime, Utc};
 /// The token that ends an assignment's writes ([`WriteRecord::assignment`]).
 pub use tokio_util::sync::CancellationToken;
 
-use crate::market::{Bar, Interval, Symbol};
-use crate::publisher::PublisherError;
-use crate::supervisor::SupervisorError;
+use crate::contract::market::{Bar, Interval, Symbol};
+use crate::refusal::Refusal;
 
 /// Asks a Fetcher to fetch from its source now (it ignores the request while a fetch is
 /// already running).
@@ -161,3 +160,76 @@ pub struct Drain;
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Stop;
+
+/// Why a publish failed; the Fetcher keeps its cursor and retries next cycle.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublisherError {
+    /// Kafka did not acknowledge a message.
+    #[error("Kafka did not confirm the bar of {symbol} at {datetime}: {source}")]
+    Delivery {
+        /// The bar's symbol.
+        symbol: String,
+        /// The bar's datetime.
+        datetime: String,
+        /// librdkafka's error (boxed: the error travels in every answer).
+        #[source]
+        source: Box<rdkafka::error::KafkaError>,
+    },
+    /// The producer is in librdkafka's fatal state (e.g. the idempotent producer lost
+    /// track of its sequence numbers): it will never deliver again. The Publisher stops,
+    /// and its supervisor creates a new producer.
+    #[error("the Kafka producer failed for good: {reason} ({code:?})")]
+    Fatal {
+        /// librdkafka's error code.
+        code: rdkafka::types::RDKafkaErrorCode,
+        /// librdkafka's description.
+        reason: String,
+    },
+}
+
+/// Errors of the supervisor's commands.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SupervisorError {
+    /// This pipeline has no produce side, so it runs no Fetchers.
+    #[error("this pipeline does not fetch (it was started without the produce side)")]
+    NotProducing,
+    /// The pipeline is shutting down.
+    #[error("the pipeline is shutting down")]
+    ShuttingDown,
+    /// The symbol belongs to another `produce` process's shard.
+    #[error("symbol {0} belongs to another shard than this process's {1}")]
+    OtherShard(String, String),
+}
+
+/// Asks the pipeline to stop gracefully (stop fetching, drain, commit).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Identifies a supervised child.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChildId {
+    /// The Kafka producer actor.
+    Publisher(u64),
+    /// A Fetcher, by symbol name and generation.
+    Fetcher(String, u64),
+    /// The KafkaReader of the given generation.
+    Reader(u64),
+    /// The S3Writer of the given generation.
+    Writer(u64),
+}
+
+/// A supervised child went away.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ChildExited {
+    /// Which child.
+    pub id: ChildId,
+    /// True when it was not asked to stop: a panic or a failure.
+    pub unexpected: bool,
+    /// Set when the child met a refusal that restarting it cannot fix (a fenced consumer,
+    /// a missing permission): the pipeline ends with it instead.
+    pub refused: Option<Refusal>,
+}

@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
-use egx_actors::config::{KafkaConfig, KafkaMode, Secret, SinkConfig, SinkKind};
+use egx_actors::config::Secret;
+use egx_actors::kafka::{KafkaConfig, KafkaMode};
+use egx_actors::sink::{SinkConfig, SinkKind};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -437,7 +439,8 @@ pub async fn pipeline_spec(
     n_bars: usize,
 ) -> egx_actors::supervisor::PipelineSpec {
     use chrono::TimeZone;
-    use egx_actors::config::{FetchConfig, WriterConfig};
+    use egx_actors::fetcher::FetchConfig;
+    use egx_actors::writer::WriterConfig;
     use std::sync::Arc;
     let sink = sink_config(bucket);
     let now = chrono::Utc.with_ymd_and_hms(2025, 3, 13, 12, 0, 0).single().expect("valid instant");
@@ -457,12 +460,12 @@ pub async fn pipeline_spec(
             poll_interval_secs: 1,
             ..FetchConfig::default()
         },
-        supervisor: egx_actors::config::SupervisorConfig {
+        supervisor: egx_actors::supervisor::SupervisorConfig {
             backoff_initial_ms: 50,
             backoff_max_ms: 500,
             ..Default::default()
         },
-        chaos: egx_actors::config::ChaosConfig::default(),
+        chaos: egx_actors::supervisor::ChaosConfig::default(),
         produce: true,
         consume: true,
         once: true,
