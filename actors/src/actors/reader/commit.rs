@@ -8,7 +8,13 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use actix::prelude::*;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::{Offset, TopicPartitionList};
+use slog::{debug, warn};
+
+use super::{KafkaReader, ReaderContext};
 
 /// Serializes a reader's commits and keeps each partition's committed offset monotonic.
 #[derive(Debug, Default)]
@@ -38,6 +44,85 @@ impl Committer {
         }
         Ok(fresh)
     }
+}
+
+impl KafkaReader {
+    /// The watermarks of the given partitions (all when `None`) not committed yet.
+    fn due(&self, only: Option<&[i32]>) -> Vec<(i32, i64)> {
+        self.ledgers
+            .iter()
+            .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
+            .filter_map(|(p, l)| l.to_commit().map(|o| (*p, o)))
+            .collect()
+    }
+
+    /// Commits the watermark of the given partitions (all when `None`) and waits for the
+    /// broker's answer: on revoke and shutdown, where nothing may happen before it.
+    pub(super) fn commit_now(&mut self, only: Option<&[i32]>) {
+        let due = self.due(only);
+        let Some(consumer) = self.consumer.clone().filter(|_| !due.is_empty()) else { return };
+        let topic = self.spec.kafka.topic.clone();
+        match self.committer.commit(&due, |offsets| commit_sync(&consumer, &topic, offsets)) {
+            Ok(confirmed) => self.committed(&confirmed),
+            Err(e) => warn!(self.spec.log, "Commit failed; it is retried with the next one."; "error" => %e),
+        }
+    }
+
+    /// The periodic commit: the same synchronous commit, on the blocking pool so the
+    /// actor keeps serving acks, one at a time. Offsets count as committed only once the
+    /// broker confirmed them (an asynchronous commit's `Ok` means only "queued", and
+    /// rust-rdkafka does not deliver its result: fede1024/rust-rdkafka#856); a refused
+    /// commit is simply made again on the next tick. Should it run after a revoke's or
+    /// the shutdown's commit, the committer leaves out the offsets those passed.
+    pub(super) fn commit_in_background(&mut self, ctx: &mut Context<Self>) {
+        if self.committing {
+            return;
+        }
+        let due = self.due(None);
+        let Some(consumer) = self.consumer.clone().filter(|_| !due.is_empty()) else { return };
+        let (committer, topic) = (self.committer.clone(), self.spec.kafka.topic.clone());
+        self.committing = true;
+        let commit = tokio::task::spawn_blocking(move || {
+            committer.commit(&due, |offsets| commit_sync(&consumer, &topic, offsets))
+        });
+        ctx.spawn(commit.into_actor(self).map(move |result, act, _| {
+            act.committing = false;
+            match result {
+                Ok(Ok(confirmed)) => act.committed(&confirmed),
+                Ok(Err(e)) => {
+                    warn!(act.spec.log, "Commit failed; it is retried with the next one."; "error" => %e)
+                }
+                Err(e) => warn!(act.spec.log, "Commit task failed; it is retried."; "error" => %e),
+            }
+        }));
+    }
+
+    /// Records offsets the broker stored (of partitions this member still owns).
+    fn committed(&mut self, stored: &[(i32, i64)]) {
+        for &(p, o) in stored {
+            let Some(l) = self.ledgers.get_mut(&p) else { continue };
+            if l.last_committed().is_some_and(|c| c >= o) {
+                continue;
+            }
+            l.committed(o);
+            self.progress.committed.insert(p, o);
+            self.spec.metrics.committed_offset.with_label_values(&[&p.to_string()]).set(o);
+            debug!(self.spec.log, "Committed."; "partition" => p, "offset" => o);
+        }
+    }
+}
+
+/// A synchronous commit of `offsets` (partition, offset) of `topic`.
+fn commit_sync(
+    consumer: &BaseConsumer<ReaderContext>,
+    topic: &str,
+    offsets: &[(i32, i64)],
+) -> rdkafka::error::KafkaResult<()> {
+    let mut tpl = TopicPartitionList::new();
+    for &(p, o) in offsets {
+        tpl.add_partition_offset(topic, p, Offset::Offset(o))?;
+    }
+    consumer.commit(&tpl, CommitMode::Sync)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 
 mod commit;
 mod context;
+mod group;
 mod ledger;
 
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use slog::{debug, error, info, warn, Logger};
 use tokio::sync::oneshot;
@@ -31,9 +32,7 @@ pub use context::ReaderContext;
 pub use ledger::{OwnedRecord, PartitionLedger};
 
 use commit::Committer;
-use context::{
-    Consumed, ConsumerFailed, ConsumerRefused, PartitionsAssigned, PartitionsRevoked, PositionReached,
-};
+use context::Consumed;
 
 use crate::actors::supervisor::ChaosConfig;
 use crate::actors::writer::WriterConfig;
@@ -42,7 +41,6 @@ use crate::io::kafka::{consumer_config, KafkaWatch};
 use crate::lifeline::Lifeline;
 use crate::messages::{Drain, GetProgress, ReaderProgress, RecordWritten, WriteOutcome, WriteRecord};
 use crate::metrics::Metrics;
-use crate::refusal::{Refusal, RefusalKind};
 
 /// Mailbox size: the in-flight limits bound what is queued, this only has to exceed them.
 const MAILBOX_CAPACITY: usize = 65_536;
@@ -189,70 +187,6 @@ impl KafkaReader {
         tpl
     }
 
-    /// The watermarks of the given partitions (all when `None`) not committed yet.
-    fn due(&self, only: Option<&[i32]>) -> Vec<(i32, i64)> {
-        self.ledgers
-            .iter()
-            .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
-            .filter_map(|(p, l)| l.to_commit().map(|o| (*p, o)))
-            .collect()
-    }
-
-    /// Commits the watermark of the given partitions (all when `None`) and waits for the
-    /// broker's answer: on revoke and shutdown, where nothing may happen before it.
-    fn commit_now(&mut self, only: Option<&[i32]>) {
-        let due = self.due(only);
-        let Some(consumer) = self.consumer.clone().filter(|_| !due.is_empty()) else { return };
-        let topic = self.spec.kafka.topic.clone();
-        match self.committer.commit(&due, |offsets| commit_sync(&consumer, &topic, offsets)) {
-            Ok(confirmed) => self.committed(&confirmed),
-            Err(e) => warn!(self.spec.log, "Commit failed; it is retried with the next one."; "error" => %e),
-        }
-    }
-
-    /// The periodic commit: the same synchronous commit, on the blocking pool so the
-    /// actor keeps serving acks, one at a time. Offsets count as committed only once the
-    /// broker confirmed them (an asynchronous commit's `Ok` means only "queued", and
-    /// rust-rdkafka does not deliver its result: fede1024/rust-rdkafka#856); a refused
-    /// commit is simply made again on the next tick. Should it run after a revoke's or
-    /// the shutdown's commit, the committer leaves out the offsets those passed.
-    fn commit_in_background(&mut self, ctx: &mut Context<Self>) {
-        if self.committing {
-            return;
-        }
-        let due = self.due(None);
-        let Some(consumer) = self.consumer.clone().filter(|_| !due.is_empty()) else { return };
-        let (committer, topic) = (self.committer.clone(), self.spec.kafka.topic.clone());
-        self.committing = true;
-        let commit = tokio::task::spawn_blocking(move || {
-            committer.commit(&due, |offsets| commit_sync(&consumer, &topic, offsets))
-        });
-        ctx.spawn(commit.into_actor(self).map(move |result, act, _| {
-            act.committing = false;
-            match result {
-                Ok(Ok(confirmed)) => act.committed(&confirmed),
-                Ok(Err(e)) => {
-                    warn!(act.spec.log, "Commit failed; it is retried with the next one."; "error" => %e)
-                }
-                Err(e) => warn!(act.spec.log, "Commit task failed; it is retried."; "error" => %e),
-            }
-        }));
-    }
-
-    /// Records offsets the broker stored (of partitions this member still owns).
-    fn committed(&mut self, stored: &[(i32, i64)]) {
-        for &(p, o) in stored {
-            let Some(l) = self.ledgers.get_mut(&p) else { continue };
-            if l.last_committed().is_some_and(|c| c >= o) {
-                continue;
-            }
-            l.committed(o);
-            self.progress.committed.insert(p, o);
-            self.spec.metrics.committed_offset.with_label_values(&[&p.to_string()]).set(o);
-            debug!(self.spec.log, "Committed."; "partition" => p, "offset" => o);
-        }
-    }
-
     fn dispatch(&mut self, record: OwnedRecord, ctx: &mut Context<Self>) {
         let Some(ledger) = self.ledgers.get_mut(&record.partition) else {
             return;
@@ -373,19 +307,6 @@ impl KafkaReader {
     }
 }
 
-/// A synchronous commit of `offsets` (partition, offset) of `topic`.
-fn commit_sync(
-    consumer: &BaseConsumer<ReaderContext>,
-    topic: &str,
-    offsets: &[(i32, i64)],
-) -> rdkafka::error::KafkaResult<()> {
-    let mut tpl = TopicPartitionList::new();
-    for &(p, o) in offsets {
-        tpl.add_partition_offset(topic, p, Offset::Offset(o))?;
-    }
-    consumer.commit(&tpl, CommitMode::Sync)
-}
-
 impl Actor for KafkaReader {
     type Context = Context<Self>;
 
@@ -445,112 +366,6 @@ impl Handler<Consumed> for KafkaReader {
             return;
         }
         self.dispatch(record, ctx);
-    }
-}
-
-impl Handler<ConsumerFailed> for KafkaReader {
-    type Result = ();
-
-    /// Stops, telling the supervisor that a new consumer would not help: a fenced static
-    /// member restarted under the same `group.instance.id` would fence the other process
-    /// in turn, and the two would take the partitions from each other for ever.
-    fn handle(&mut self, msg: ConsumerFailed, ctx: &mut Self::Context) {
-        let kafka = &self.spec.kafka;
-        let refusal = if msg.code == rdkafka::types::RDKafkaErrorCode::FencedInstanceId {
-            Refusal::kafka(
-                RefusalKind::Fenced,
-                format!(
-                    "another process joined group {:?} with the same kafka.group_instance_id ({:?}); give each consume process its own ({})",
-                    kafka.consumer_group, kafka.group_instance_id, msg.reason
-                ),
-            )
-        } else {
-            Refusal::kafka(
-                RefusalKind::Fenced,
-                format!("the consumer failed for good: {} ({:?})", msg.reason, msg.code),
-            )
-        };
-        error!(self.spec.log, "Fatal Kafka consumer error; stopping."; "reason" => %refusal);
-        if let Some(l) = self.lifeline.as_mut() {
-            l.refused(refusal);
-        }
-        ctx.stop();
-    }
-}
-
-impl Handler<ConsumerRefused> for KafkaReader {
-    type Result = ();
-
-    /// Stops the pipeline: the consumer may not read the topic or use the group, which no
-    /// retry changes.
-    fn handle(&mut self, ConsumerRefused(refusal): ConsumerRefused, ctx: &mut Self::Context) {
-        error!(self.spec.log, "Kafka refuses the consumer; stopping."; "reason" => %refusal);
-        if let Some(l) = self.lifeline.as_mut() {
-            l.refused(refusal);
-        }
-        ctx.stop();
-    }
-}
-
-impl Handler<PositionReached> for KafkaReader {
-    type Result = ();
-
-    /// Lets the watermark pass offsets the application never receives.
-    fn handle(&mut self, msg: PositionReached, _ctx: &mut Self::Context) {
-        let draining = self.draining;
-        if let Some(ledger) = self.ledgers.get_mut(&msg.partition).filter(|l| !l.revoking && !draining) {
-            ledger.position_reached(msg.offset);
-        }
-    }
-}
-
-impl Handler<PartitionsAssigned> for KafkaReader {
-    type Result = ();
-
-    /// Opens a ledger with a new epoch for each partition.
-    fn handle(&mut self, PartitionsAssigned(partitions): PartitionsAssigned, _ctx: &mut Self::Context) {
-        for p in &partitions {
-            if let Some(old) = self.ledgers.insert(*p, PartitionLedger::new(self.next_epoch)) {
-                old.end();
-            }
-            self.next_epoch += 1;
-        }
-        self.spec.metrics.assigned_partitions.set(self.ledgers.len() as i64);
-        info!(self.spec.log, "Partitions assigned."; "partitions" => ?partitions);
-    }
-}
-
-impl Handler<PartitionsRevoked> for KafkaReader {
-    type Result = ResponseActFuture<Self, ()>;
-
-    /// Stops dispatching the partitions, waits for their writes, commits, forgets them.
-    fn handle(
-        &mut self,
-        PartitionsRevoked(partitions): PartitionsRevoked,
-        _ctx: &mut Self::Context,
-    ) -> Self::Result {
-        for p in &partitions {
-            if let Some(l) = self.ledgers.get_mut(p) {
-                l.revoking = true;
-                l.clear_backlog();
-            }
-        }
-        let wait = self.wait_idle(partitions.clone());
-        Box::pin(wait.into_actor(self).map(move |drained, act, _| {
-            if !drained {
-                warn!(act.spec.log, "Revoke drain timed out; committing what is written."; "partitions" => ?partitions);
-            }
-            act.commit_now(Some(&partitions));
-            for p in &partitions {
-                // Writes still in flight belong to an assignment that ends here: they stop,
-                // so none lands after the next owner's (DESIGN.md rule 10).
-                if let Some(l) = act.ledgers.remove(p) {
-                    l.end();
-                }
-                act.spec.metrics.forget_partition(*p);
-            }
-            act.spec.metrics.assigned_partitions.set(act.ledgers.len() as i64);
-        }))
     }
 }
 

@@ -2,15 +2,17 @@
 //! [`Lifeline`]s, restarts crashed ones with backoff, and gives up — ending the pipeline
 //! with [`PipelineExit::GaveUp`] — after too many restarts in a window, so that an outer
 //! supervisor (systemd, Kubernetes) sees the failure. It owns the symbol registry
-//! ([`AddSymbol`], [`RemoveSymbol`]).
+//! ([`AddSymbol`](crate::messages::AddSymbol), [`RemoveSymbol`](crate::messages::RemoveSymbol)).
 //!
 //! The KafkaReader and S3Writer restart as a pair: the new reader's consumer resumes
 //! from the committed offsets, so whatever the old pair had in flight is re-delivered.
 
+mod children;
 mod completion;
 mod config;
 mod registry;
 mod restart;
+mod spec;
 mod store;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -18,104 +20,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use slog::{error, info, Logger};
+use slog::{error, info};
 use tokio::sync::oneshot;
 
 pub use completion::Completion;
 pub use config::{ChaosConfig, SupervisorConfig};
+pub use spec::{PipelineExit, PipelineSpec, PipelineSummary};
 
-use crate::actors::fetcher::{CursorStore, Fetcher, FetcherSpec};
-use crate::actors::fetcher::{FetchConfig, FetchMode};
+use crate::actors::fetcher::{CursorStore, Fetcher};
 use crate::actors::publisher::Publisher;
-use crate::actors::reader::{KafkaReader, ReaderSpec};
-use crate::actors::writer::WriterConfig;
-use crate::actors::writer::{DeadLetters, S3Writer, WriterSpec};
-use crate::contract::calendar::MarketHours;
+use crate::actors::reader::KafkaReader;
+use crate::actors::writer::S3Writer;
 use crate::contract::key::KeyTemplate;
 use crate::contract::market::Symbol;
-use crate::io::kafka::{self, KafkaProducer, KafkaSetupError, KafkaWatch, OffsetProbe};
-use crate::io::kafka::{KafkaConfig, KafkaMode};
-use crate::io::sink::ObjectSink;
-use crate::io::sink::SinkConfig;
-use crate::io::source::{Clock, FetchRequest, Source};
+use crate::io::kafka::{self, KafkaMode, KafkaProducer, KafkaSetupError, KafkaWatch, OffsetProbe};
 use crate::lifeline::Lifeline;
 use crate::messages::{ChildExited, ChildId, Drain, FetchCompleted, ReaderProgress, Stop};
 pub use crate::messages::{Shutdown, SupervisorError};
-use crate::metrics::Metrics;
-use crate::refusal::Refusal;
 
 /// How often a `--once` run checks whether everything is committed.
 const COMPLETION_CHECK: Duration = Duration::from_millis(250);
-
-/// Everything a pipeline needs; built by the binary or by an embedding app.
-#[derive(Clone)]
-pub struct PipelineSpec {
-    /// Kafka cluster, topics and group.
-    pub kafka: KafkaConfig,
-    /// Object store settings (prefix, key template, bucket…).
-    pub sink: SinkConfig,
-    /// Writer limits.
-    pub writer: WriterConfig,
-    /// What to fetch.
-    pub fetch: FetchConfig,
-    /// Restart policy.
-    pub supervisor: SupervisorConfig,
-    /// Fault injection (tests).
-    pub chaos: ChaosConfig,
-    /// Run the source→Kafka side.
-    pub produce: bool,
-    /// Run the Kafka→store side.
-    pub consume: bool,
-    /// Fetch once, wait until everything fetched is written and committed, then finish.
-    /// With only the consume side: read up to the topic's end as of start, then finish.
-    pub once: bool,
-    /// The data source.
-    pub source: Arc<dyn Source>,
-    /// The object store.
-    pub object_sink: Arc<dyn ObjectSink>,
-    /// Time source.
-    pub clock: Clock,
-    /// Metrics shared by every actor of the pipeline.
-    pub metrics: Arc<Metrics>,
-    /// The exchange's trading sessions, for Fetchers with `fetch.market_hours`.
-    pub market_hours: Option<MarketHours>,
-    /// Logger.
-    pub log: Logger,
-}
-
-/// What a finished run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PipelineSummary {
-    /// Bars returned by the sources.
-    pub fetched: usize,
-    /// Messages confirmed by Kafka.
-    pub published: usize,
-    /// Fetch cycles that failed (`symbol: reason`).
-    pub fetch_failures: Vec<String>,
-    /// Reader counters of the last reader generation.
-    pub reader: ReaderProgress,
-    /// The group's committed offsets at the end.
-    pub committed: BTreeMap<i32, i64>,
-    /// Where objects went.
-    pub location: String,
-    /// Actor restarts during the run.
-    pub restarts: usize,
-}
-
-/// How a pipeline ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PipelineExit {
-    /// Finished (after `--once` or a shutdown request).
-    Finished(PipelineSummary),
-    /// Too many restarts in the window.
-    GaveUp(String),
-    /// Could not start (Kafka, topics, bucket).
-    Failed(String),
-    /// A service refused the pipeline as it is configured (credentials, TLS trust,
-    /// permissions, a fenced static member): restarting cannot help.
-    Refused(Refusal),
-}
 
 /// Starts, watches and restarts the pipeline's actors.
 pub struct Supervisor {
@@ -136,6 +60,21 @@ pub struct Supervisor {
     completion: Completion,
     stopping: bool,
     exit: Option<oneshot::Sender<PipelineExit>>,
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.wait(self.prepare().into_actor(self).map(|result, act, ctx| match result {
+            Ok((producer, probe)) => {
+                act.producer = Some(producer);
+                act.probe = probe.map(Arc::new);
+                act.start_children(ctx);
+            }
+            Err(exit) => act.finish(exit, ctx),
+        }));
+    }
 }
 
 impl Supervisor {
@@ -224,95 +163,6 @@ impl Supervisor {
                 self.require_topic_end(ctx);
             }
             ctx.run_interval(COMPLETION_CHECK, |act, ctx| act.check_completion(ctx));
-        }
-    }
-
-    fn start_publisher(&mut self, ctx: &mut Context<Self>) {
-        let Some(producer) = self.producer.clone() else {
-            return;
-        };
-        let gen = self.next_generation();
-        let publisher = Publisher::new(
-            producer,
-            self.spec.kafka.topic.clone(),
-            self.spec.metrics.clone(),
-            self.spec.log.clone(),
-        )
-        .with_lifeline(self.lifeline(ChildId::Publisher(gen), ctx))
-        .start();
-        self.publisher = Some((gen, publisher));
-    }
-
-    fn start_fetcher(&mut self, symbol: Symbol, ctx: &mut Context<Self>) {
-        let Some((_, publisher)) = &self.publisher else {
-            return;
-        };
-        let fetch = &self.spec.fetch;
-        let spec = FetcherSpec {
-            request: FetchRequest {
-                symbol: symbol.clone(),
-                exchange: fetch.exchange.clone(),
-                interval: fetch.interval,
-                n_bars: fetch.n_bars,
-                start_date: fetch.start_date,
-                end_date: fetch.end_date,
-            },
-            source: self.spec.source.clone(),
-            publisher: publisher.clone().recipient(),
-            poll_every: match (self.spec.once, fetch.mode) {
-                (true, _) => None,
-                (false, FetchMode::Poll) => fetch.poll_interval(),
-                (false, FetchMode::Stream) => {
-                    (fetch.resync_secs > 0).then(|| Duration::from_secs(fetch.resync_secs))
-                }
-            },
-            market_hours: self.spec.market_hours.clone().filter(|_| fetch.market_hours),
-            stream: fetch.mode == FetchMode::Stream && !self.spec.once,
-            cursors: self.cursors.clone(),
-            events: Some(ctx.address().recipient()),
-            clock: self.spec.clock.clone(),
-            metrics: self.spec.metrics.clone(),
-            log: self.spec.log.clone(),
-        };
-        let gen = self.next_generation();
-        let lifeline = self.lifeline(ChildId::Fetcher(symbol.to_string(), gen), ctx);
-        let addr = Fetcher::new(spec).with_lifeline(lifeline).start();
-        if let Some((_, old)) = self.fetchers.insert(symbol, (gen, addr)) {
-            old.do_send(Stop);
-        }
-    }
-
-    fn start_pair(&mut self, ctx: &mut Context<Self>) {
-        let Some(producer) = self.producer.clone() else {
-            return;
-        };
-        let gen = self.next_generation();
-        let writer = S3Writer::new(WriterSpec {
-            sink: self.spec.object_sink.clone(),
-            template: self.template.clone(),
-            dead_letters: DeadLetters::new(producer, self.spec.kafka.dlq_topic(), &self.spec.kafka.topic),
-            config: self.spec.writer.clone(),
-            panic_rate: self.spec.chaos.writer_panic_rate,
-            metrics: self.spec.metrics.clone(),
-            log: self.spec.log.new(slog::o!("actor" => "S3Writer")),
-        })
-        .with_lifeline(self.lifeline(ChildId::Writer(gen), ctx))
-        .start();
-        let reader_spec = ReaderSpec {
-            kafka: self.spec.kafka.clone(),
-            watch: self.watch.clone(),
-            writer: self.spec.writer.clone(),
-            sink: writer.clone().recipient(),
-            panic_rate: self.spec.chaos.reader_panic_rate,
-            metrics: self.spec.metrics.clone(),
-            log: self.spec.log.new(slog::o!("actor" => "KafkaReader")),
-        };
-        match KafkaReader::start(reader_spec, Some(self.lifeline(ChildId::Reader(gen), ctx))) {
-            Ok(reader) => self.pair = Some((gen, reader, writer)),
-            Err(e) => {
-                writer.do_send(Stop);
-                self.finish(PipelineExit::Failed(e.to_string()), ctx);
-            }
         }
     }
 
@@ -411,21 +261,6 @@ impl Supervisor {
             let _ = tx.send(exit);
         }
         ctx.stop();
-    }
-}
-
-impl Actor for Supervisor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.wait(self.prepare().into_actor(self).map(|result, act, ctx| match result {
-            Ok((producer, probe)) => {
-                act.producer = Some(producer);
-                act.probe = probe.map(Arc::new);
-                act.start_children(ctx);
-            }
-            Err(exit) => act.finish(exit, ctx),
-        }));
     }
 }
 
