@@ -2,8 +2,7 @@
 # Install and run the real services the egx-pipeline test suite talks to:
 #   * Apache Kafka broker (KRaft, combined broker+controller, single node),
 #     assembled from its jars on Maven Central;
-#   * an S3-compatible object store (versitygw, built with `go install`;
-#     s3s-fs via `cargo install` as the alternative backend);
+#   * an S3-compatible object store (versitygw, built with `go install`);
 #   * kafka-secure: a second, separate single-node KRaft broker (same jars) whose
 #     client listener is SASL_SSL (SCRAM-SHA-512 and PLAIN) with a certificate from a
 #     private CA, and the StandardAuthorizer with ACLs (no ACL = denied);
@@ -51,7 +50,6 @@ SLF4J_VERSION=2.0.17
 MAVEN_DEPENDENCY_PLUGIN_VERSION=3.8.1
 VERSITYGW_MODULE=github.com/versity/versitygw/cmd/versitygw
 VERSITYGW_VERSION=v1.8.0
-S3S_FS_VERSION=0.14.1
 
 # ---------------------------------------------------------------- settings --
 KAFKA_PORT=${KAFKA_PORT:-9092}
@@ -63,8 +61,6 @@ S3_ACCESS_KEY=${S3_ACCESS_KEY:-minioadmin}
 S3_SECRET_KEY=${S3_SECRET_KEY:-minioadmin}
 S3_REGION=${S3_REGION:-us-east-1}
 S3_READY_TIMEOUT=${S3_READY_TIMEOUT:-30}
-# S3 server implementation: versitygw (default) or s3s-fs.
-S3_BACKEND=${EGX_S3_BACKEND:-versitygw}
 STOP_TIMEOUT=${STOP_TIMEOUT:-30}
 # kafka-secure: SASL_SSL listener for clients, SASL_PLAINTEXT listener for the broker
 # itself and the admin tools (super user only), SASL_PLAINTEXT controller listener.
@@ -94,14 +90,11 @@ KAFKA_PID=$RUN_DIR/kafka.pid
 KAFKA_LOG=$RUN_DIR/kafka.log          # log4j2 server log
 KAFKA_STDOUT=$RUN_DIR/kafka.stdout.log # JVM stdout/stderr
 S3_DATA_ROOT=$DATA_DIR/s3
-S3_DATA=$S3_DATA_ROOT/$S3_BACKEND # each backend has its own on-disk layout
+S3_DATA=$S3_DATA_ROOT/versitygw
 S3_PID=$RUN_DIR/s3.pid
 S3_LOG=$RUN_DIR/s3.log
 VERSITYGW_BIN=$CACHE_DIR/bin/versitygw
 VERSITYGW_MARKER=$CACHE_DIR/bin/.installed-versitygw-$VERSITYGW_VERSION
-S3S_FS_ROOT=$CACHE_DIR/s3s-fs
-S3S_FS_BIN=$S3S_FS_ROOT/bin/s3s-fs
-S3S_FS_MARKER=$S3S_FS_ROOT/.installed-s3s-fs-$S3S_FS_VERSION
 # Shared by the secured services: the private CAs and the credentials file.
 SECURE_DIR=$RUN_DIR/secure
 SECURE_ENV=$SECURE_DIR/credentials.env
@@ -493,14 +486,6 @@ kafka_clean() {
 }
 
 # ====================================================================== S3 ==
-s3_pattern() {
-  case $S3_BACKEND in
-  versitygw) echo "$VERSITYGW_BIN" ;;
-  s3s-fs) echo "$S3S_FS_BIN" ;;
-  *) die "unknown EGX_S3_BACKEND '$S3_BACKEND' (use versitygw or s3s-fs)" ;;
-  esac
-}
-
 versitygw_install() {
   [[ -x $VERSITYGW_BIN && -f $VERSITYGW_MARKER ]] && return 0
   require_tool go "to build the S3 server ($VERSITYGW_MODULE@$VERSITYGW_VERSION)"
@@ -512,24 +497,9 @@ versitygw_install() {
   if ! GOBIN="$CACHE_DIR/bin" GOFLAGS=-buildvcs=false \
     go install "$VERSITYGW_MODULE@$VERSITYGW_VERSION" >"$golog" 2>&1; then
     tail -n 30 "$golog" >&2
-    die "s3: 'go install $VERSITYGW_MODULE@$VERSITYGW_VERSION' failed (full log: $golog; EGX_S3_BACKEND=s3s-fs is the alternative)"
+    die "s3: 'go install $VERSITYGW_MODULE@$VERSITYGW_VERSION' failed (full log: $golog)"
   fi
   touch -- "$VERSITYGW_MARKER"
-}
-
-s3s_fs_install() {
-  [[ -x $S3S_FS_BIN && -f $S3S_FS_MARKER ]] && return 0
-  require_tool cargo "to build the S3 server (s3s-fs $S3S_FS_VERSION)"
-  log "s3: installing s3s-fs $S3S_FS_VERSION with 'cargo install' into $S3S_FS_ROOT"
-  rm -f -- "$S3S_FS_ROOT"/.installed-s3s-fs-*
-  mkdir -p -- "$RUN_DIR"
-  local cargolog=$RUN_DIR/s3-install.log
-  if ! cargo install --locked "s3s-fs@$S3S_FS_VERSION" --features binary \
-    --root "$S3S_FS_ROOT" >"$cargolog" 2>&1; then
-    tail -n 30 "$cargolog" >&2
-    die "s3: 'cargo install s3s-fs@$S3S_FS_VERSION' failed (full log: $cargolog)"
-  fi
-  touch -- "$S3S_FS_MARKER"
 }
 
 # Wait until the server answers HTTP; on failure print the log tail, return 1.
@@ -553,9 +523,8 @@ s3_wait_ready() { # pid
 }
 
 s3_start() {
-  local pid pattern
-  pattern=$(s3_pattern)
-  if pid=$(live_pid "$S3_PID" "$pattern"); then
+  local pid
+  if pid=$(live_pid "$S3_PID" "$VERSITYGW_BIN"); then
     if http_answers "$S3_PORT"; then
       log "s3: already running (pid $pid, http://127.0.0.1:$S3_PORT)"
       return 0
@@ -565,44 +534,26 @@ s3_start() {
     log "s3: ready on http://127.0.0.1:$S3_PORT"
     return 0
   fi
-  # A server of the other backend may still be running from an earlier run.
-  for other in "$VERSITYGW_BIN" "$S3S_FS_BIN"; do
-    if [[ $other != "$pattern" ]] && pid=$(live_pid "$S3_PID" "$other"); then
-      die "s3: a different S3 backend ($other, pid $pid) is running; run '$0 stop s3' first"
-    fi
-  done
   rm -f -- "$S3_PID"
   ensure_port_free "$S3_PORT" "the S3 server" S3_PORT
   mkdir -p -- "$S3_DATA" "$RUN_DIR"
-  case $S3_BACKEND in
-  versitygw)
-    versitygw_install
-    log "s3: starting versitygw on http://127.0.0.1:$S3_PORT (data $S3_DATA), log: $S3_LOG"
-    # Credentials go through the environment so they do not show in `ps`.
-    ROOT_ACCESS_KEY=$S3_ACCESS_KEY ROOT_SECRET_KEY=$S3_SECRET_KEY \
-      spawn "$S3_PID" "$S3_LOG" "$VERSITYGW_BIN" \
-      --port "127.0.0.1:$S3_PORT" --region "$S3_REGION" \
-      posix "$S3_DATA"
-    ;;
-  s3s-fs)
-    s3s_fs_install
-    log "s3: starting s3s-fs on http://127.0.0.1:$S3_PORT (data $S3_DATA), log: $S3_LOG"
-    spawn "$S3_PID" "$S3_LOG" "$S3S_FS_BIN" \
-      --host 127.0.0.1 --port "$S3_PORT" \
-      --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" \
-      "$S3_DATA"
-    ;;
-  esac
+  versitygw_install
+  log "s3: starting versitygw on http://127.0.0.1:$S3_PORT (data $S3_DATA), log: $S3_LOG"
+  # Credentials go through the environment so they do not show in `ps`.
+  ROOT_ACCESS_KEY=$S3_ACCESS_KEY ROOT_SECRET_KEY=$S3_SECRET_KEY \
+    spawn "$S3_PID" "$S3_LOG" "$VERSITYGW_BIN" \
+    --port "127.0.0.1:$S3_PORT" --region "$S3_REGION" \
+    posix "$S3_DATA"
   pid=$(cat -- "$S3_PID")
   if ! s3_wait_ready "$pid"; then
     s3_stop >&2 # do not leave a half-started server behind
     exit 1
   fi
-  log "s3: ready on http://127.0.0.1:$S3_PORT (pid $pid, backend $S3_BACKEND, region $S3_REGION, path-style)"
+  log "s3: ready on http://127.0.0.1:$S3_PORT (pid $pid, versitygw, region $S3_REGION, path-style)"
 }
 
 s3_live_pid_any() {
-  live_pid "$S3_PID" "$VERSITYGW_BIN" || live_pid "$S3_PID" "$S3S_FS_BIN"
+  live_pid "$S3_PID" "$VERSITYGW_BIN"
 }
 
 s3_stop() {
@@ -612,7 +563,7 @@ s3_stop() {
     exe=$(tr '\0' ' ' <"/proc/$pid/cmdline")
     stop_pid s3 "$S3_PID" "${exe%% *}"
   else
-    stop_pid s3 "$S3_PID" "$(s3_pattern)"
+    stop_pid s3 "$S3_PID" "$VERSITYGW_BIN"
   fi
 }
 
@@ -1193,7 +1144,7 @@ usage: $0 start|stop|status|restart|clean [kafka|s3|kafka-secure|s3-tls]
   restart  stop, then start
   clean    stop and delete data dirs and logs (installed binaries are kept)
 env: KAFKA_PORT ($KAFKA_PORT) KAFKA_CONTROLLER_PORT ($KAFKA_CONTROLLER_PORT)
-     S3_PORT ($S3_PORT) S3_ACCESS_KEY S3_SECRET_KEY EGX_S3_BACKEND ($S3_BACKEND)
+     S3_PORT ($S3_PORT) S3_ACCESS_KEY S3_SECRET_KEY
      KAFKA_SECURE_PORT ($KAFKA_SECURE_PORT) KAFKA_SECURE_INTERNAL_PORT ($KAFKA_SECURE_INTERNAL_PORT)
      KAFKA_SECURE_CONTROLLER_PORT ($KAFKA_SECURE_CONTROLLER_PORT) S3_TLS_PORT ($S3_TLS_PORT)
      EGX_CACHE_DIR ($CACHE_DIR) EGX_SERVICES_DIR ($STATE_DIR)
