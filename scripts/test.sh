@@ -64,6 +64,9 @@ export EGX_PYTHON="$py/bin/python"
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 # Each reliability scenario writes its report row here.
 export EGX_REPORT_DIR="$repo/target/reliability"
 rm -rf "$EGX_REPORT_DIR"
