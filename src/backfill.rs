@@ -19,6 +19,7 @@ mod progress;
 mod state;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -27,60 +28,27 @@ use actix::prelude::*;
 use anyhow::{anyhow, bail, Context, Result};
 use egx_actors::kafka::KafkaMode;
 use egx_actors::kafka::{self, KafkaSetupError, KafkaWatch};
-use egx_actors::market::{Bar, Interval, Shard, Symbol};
+use egx_actors::market::{Bar, Symbol};
 use egx_actors::messages::{PublishBars, Stop};
 use egx_actors::metrics::Metrics;
 use egx_actors::publisher::Publisher;
-use egx_actors::source::{system_clock, Clock, FetchRequest, Source, SourceError};
+use egx_actors::source::{self, system_clock, Clock, FetchRequest, Source, SourceError};
 use slog::Logger;
 use tokio::sync::watch;
 
-use crate::app::{build_source, refusal_exit_code, shutdown_signal, EXIT_FAILED};
 use crate::cli::BackfillArgs;
 use crate::settings::Settings;
+use crate::{exit, logging, signals};
 use progress::Progress;
 use state::{BackfillParams, BackfillState};
 
-/// Exit code of a backfill stopped by a signal (128 + SIGINT, as shells report Ctrl-C).
-pub const EXIT_INTERRUPTED: u8 = 130;
 /// Bars asked of the source per page of history.
 const PAGE_BARS: usize = 5_000;
 
-/// Applies the `backfill` flags; they win over the config file and the environment.
-pub fn apply_flags(settings: &mut Settings, a: &BackfillArgs) -> Result<()> {
-    if a.start_date > a.end_date {
-        bail!("--start-date {} is after --end-date {}", a.start_date, a.end_date);
-    }
-    let fetch = &mut settings.fetch;
-    if let Some(list) = &a.symbols {
-        fetch.symbols = Symbol::parse_list(list).map_err(|e| anyhow!("--symbols: {e}"))?;
-    }
-    if let Some(i) = &a.interval {
-        fetch.interval = Interval::parse(i).map_err(|e| anyhow!("--interval: {e}"))?;
-    }
-    if let Some(s) = &a.shard {
-        fetch.shard = Shard::parse(s).map_err(|e| anyhow!("--shard: {e}"))?;
-    }
-    if let Some(source) = a.source {
-        fetch.source = source.into();
-    }
-    if let Some(e) = &a.exchange {
-        fetch.exchange = e.to_ascii_uppercase();
-    }
-    (fetch.start_date, fetch.end_date) = (Some(a.start_date), Some(a.end_date));
-    if let Some(t) = &a.topic {
-        settings.kafka.topic = t.clone();
-    }
-    if let Some(b) = &a.bootstrap_servers {
-        settings.kafka.bootstrap_servers = b.clone();
-        settings.kafka.mode = KafkaMode::External;
-    }
-    Ok(())
-}
-
 /// Runs a backfill to its end or to an interruption; the exit code says which. Errors
 /// before anything is published (parameters, a state file of another backfill) are `Err`.
-pub fn run(settings: Settings, args: &BackfillArgs, log: Logger) -> Result<ExitCode> {
+pub fn run(settings: Settings, args: &BackfillArgs) -> Result<ExitCode> {
+    let log = logging::logger(&settings.log)?;
     let job = Backfill::new(settings, args)?;
     let state = BackfillState::open(&job.state_path, &job.params)?;
     actix::System::new().block_on(job.execute(state, log))
@@ -132,7 +100,7 @@ impl Backfill {
     }
 
     async fn execute(self, state: BackfillState, log: Logger) -> Result<ExitCode> {
-        let source = build_source(&self.settings, system_clock(), &log)?;
+        let source = source::build(self.settings.source_spec(), system_clock(), &log)?;
         let kafka = &self.settings.kafka;
         let metrics = Arc::new(Metrics::new()?);
         let watch = KafkaWatch::new(kafka, metrics.clone(), log.clone());
@@ -143,8 +111,8 @@ impl Backfill {
         if let Err(e) = ready.await {
             eprintln!("egx-pipeline: error: {e}");
             let code = match e {
-                KafkaSetupError::Refused(refusal) => refusal_exit_code(refusal.kind),
-                _ => EXIT_FAILED,
+                KafkaSetupError::Refused(refusal) => exit::refused(refusal.kind),
+                _ => exit::FAILED,
             };
             return Ok(ExitCode::from(code));
         }
@@ -162,22 +130,10 @@ impl Backfill {
             stop: stop_rx,
             report: Report::default(),
         };
-        let work = runner.run();
-        tokio::pin!(work);
-        let report = tokio::select! {
-            report = &mut work => report,
-            () = shutdown_signal() => {
-                progress.note("Signal received: stopping once the chunk in flight is confirmed (send it again to stop at once).");
-                let _ = stop_tx.send(true);
-                tokio::select! {
-                    report = &mut work => report,
-                    () = shutdown_signal() => {
-                        progress.close();
-                        eprintln!("egx-pipeline: interrupted at once; the state file holds every confirmed chunk: run the same command again to resume");
-                        return Ok(ExitCode::from(EXIT_INTERRUPTED));
-                    }
-                }
-            }
+        let Some(report) = until_stopped(runner.run(), stop_tx, &progress).await else {
+            progress.close();
+            eprintln!("egx-pipeline: interrupted at once; the state file holds every confirmed chunk: run the same command again to resume");
+            return Ok(ExitCode::from(exit::INTERRUPTED));
         };
         progress.close();
         publisher.do_send(Stop);
@@ -211,16 +167,37 @@ impl Backfill {
         }
         if let Some(fatal) = &r.fatal {
             eprintln!("egx-pipeline: error: {fatal}; run the same command again to resume");
-            return ExitCode::from(EXIT_FAILED);
+            return ExitCode::from(exit::FAILED);
         }
         if r.interrupted {
             eprintln!("egx-pipeline: interrupted; run the same command again to resume");
-            return ExitCode::from(EXIT_INTERRUPTED);
+            return ExitCode::from(exit::INTERRUPTED);
         }
         if r.failed.is_empty() {
             ExitCode::SUCCESS
         } else {
-            ExitCode::from(EXIT_FAILED)
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}
+
+/// Runs the backfill to its end. The first SIGINT/SIGTERM asks it to stop once the chunk
+/// in flight is confirmed; a second stops it at once (`None`).
+async fn until_stopped(
+    work: impl Future<Output = Report>,
+    stop: watch::Sender<bool>,
+    progress: &Progress,
+) -> Option<Report> {
+    tokio::pin!(work);
+    tokio::select! {
+        report = &mut work => Some(report),
+        () = signals::shutdown() => {
+            progress.note("Signal received: stopping once the chunk in flight is confirmed (send it again to stop at once).");
+            let _ = stop.send(true);
+            tokio::select! {
+                report = &mut work => Some(report),
+                () = signals::shutdown() => None,
+            }
         }
     }
 }
@@ -361,6 +338,7 @@ async fn history(source: &dyn Source, mut request: FetchRequest) -> Result<Vec<B
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
+    use egx_actors::market::Interval;
 
     /// A source with `n` daily bars from 2025-01-01 on, serving the latest bars of a window.
     struct Days(usize);

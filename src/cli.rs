@@ -1,11 +1,19 @@
-//! Command-line interface. `produce` and `consume` accept the original Python scripts'
-//! flags; every flag overrides the config file and the environment.
+//! Command-line interface: the commands and what each takes. `produce` and `consume`
+//! accept the original Python scripts' flags; every flag overrides the config file and
+//! the environment. The flags themselves are defined in groups (`flags`), once each, and
+//! applied to the settings by the groups' `apply`.
+
+mod flags;
 
 use std::path::PathBuf;
 
+use anyhow::{bail, Result};
 use chrono::NaiveDate;
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use egx_actors::source::SourceKind;
+use clap::{Args, Parser, Subcommand};
+
+use crate::logging::LogFormat;
+use crate::settings::{Defaults, Settings};
+use flags::{FetchArgs, FetchRules, KafkaTargetArgs, S3TargetArgs, ShardArgs, SourceArgs, SymbolArgs};
 
 /// EGX market data pipeline: source → Apache Kafka → S3-compatible storage, on actix
 /// actors, losing nothing across crashes.
@@ -30,18 +38,6 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    /// Terminal when stderr is a terminal, JSON otherwise.
-    Auto,
-    /// Human-readable lines.
-    Term,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Subcommands.
@@ -71,34 +67,6 @@ pub enum Command {
     Backfill(BackfillArgs),
 }
 
-/// Flags that choose what to fetch (shared by `run` and `produce`).
-#[derive(Debug, Clone, Default, Args)]
-pub struct FetchArgs {
-    /// Comma-separated symbols, e.g. COMI,ETEL.
-    #[arg(long, value_name = "LIST")]
-    pub symbols: Option<String>,
-    /// Daily, Weekly, Monthly, "1 Minute", "5 Minute", "30 Minute" (or a feed code: 1D, 5…).
-    #[arg(long)]
-    pub interval: Option<String>,
-    /// Number of latest bars per fetch.
-    #[arg(long, value_name = "N")]
-    pub n_bars: Option<usize>,
-    /// Seconds between fetches; 0 = fetch once and exit. Absent = fetch.poll_interval_secs
-    /// from the config, or, for `produce` without --config, fetch once (the original).
-    #[arg(long, value_name = "SECS")]
-    pub poll_interval: Option<u64>,
-    /// First date (YYYY-MM-DD), for intraday history.
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub start_date: Option<NaiveDate>,
-    /// Last date (YYYY-MM-DD), for intraday history.
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub end_date: Option<NaiveDate>,
-    /// Follow only this process's share of the symbols: i/n (0-based), so that n
-    /// processes split the list with no overlap and no gap.
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<String>,
-}
-
 /// `run` flags.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -106,80 +74,78 @@ pub struct RunArgs {
     /// summary and exit.
     #[arg(long)]
     pub once: bool,
+    /// What to fetch and how often.
     #[command(flatten)]
     pub fetch: FetchArgs,
 }
 
-/// `produce` flags (the original producer's).
+/// `produce` flags (the original producer's). Its help lists them as the original did:
+/// the fetch flags (0–6), then --exchange, --topic, --bootstrap-servers, --source.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("exchange", |a| a.display_order(7)),
+    mut_arg("topic", |a| a.display_order(8)),
+    mut_arg("bootstrap_servers", |a| a.display_order(9)),
+    mut_arg("source", |a| a.display_order(10)),
+)]
 pub struct ProduceArgs {
+    /// What to fetch and how often.
     #[command(flatten)]
     pub fetch: FetchArgs,
-    /// Exchange code.
-    #[arg(long)]
-    pub exchange: Option<String>,
-    /// Kafka topic.
-    #[arg(long)]
-    pub topic: Option<String>,
-    /// Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS).
-    #[arg(long, value_name = "HOST:PORT")]
-    pub bootstrap_servers: Option<String>,
-    /// Data source.
-    #[arg(long, value_enum)]
-    pub source: Option<SourceArg>,
+    /// Where the bars come from.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Where they are published.
+    #[command(flatten)]
+    pub kafka: KafkaTargetArgs,
 }
 
-/// Sources selectable on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SourceArg {
-    /// Seeded random walk, marked "source":"synthetic".
-    Synthetic,
-    /// TradingView's websocket feed (the default for produce).
-    Tradingview,
-    /// Exported OHLCV files ([csv] path).
-    Csv,
-}
-
-impl From<SourceArg> for SourceKind {
-    fn from(arg: SourceArg) -> Self {
-        match arg {
-            SourceArg::Synthetic => SourceKind::Synthetic,
-            SourceArg::Tradingview => SourceKind::Tradingview,
-            SourceArg::Csv => SourceKind::Csv,
-        }
-    }
-}
-
-/// `backfill` flags.
+/// `consume` flags (the original consumer's, who called the bootstrap servers
+/// --bootstrap).
 #[derive(Debug, Args)]
-pub struct BackfillArgs {
-    /// Comma-separated symbols, e.g. COMI,ETEL (default: fetch.symbols).
-    #[arg(long, value_name = "LIST")]
-    pub symbols: Option<String>,
-    /// Daily, Weekly, Monthly, "1 Minute", "5 Minute", "30 Minute" (or a feed code: 1D, 5…).
+#[command(mut_arg("bootstrap_servers", |a| a.long("bootstrap")))]
+pub struct ConsumeArgs {
+    /// The cluster and topic to read.
+    #[command(flatten)]
+    pub kafka: KafkaTargetArgs,
+    /// The bucket to write to.
+    #[command(flatten)]
+    pub store: S3TargetArgs,
+    /// Consumer group.
     #[arg(long)]
-    pub interval: Option<String>,
+    pub consumer_group: Option<String>,
+    /// Read up to the topic's end as of start, write, commit, print a summary and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// `backfill` flags. Its help says where the defaults come from, as a backfill names
+/// the range and little else.
+#[derive(Debug, Args)]
+#[command(
+    mut_arg("symbols", |a| a.help("Comma-separated symbols, e.g. COMI,ETEL (default: fetch.symbols)")),
+    mut_arg("source", |a| a.help("Data source (default: fetch.source, which is tradingview without a config file)")),
+    mut_arg("shard", |a| a.help("Backfill only this process's share of the symbols: i/n (0-based), as `produce`")),
+)]
+pub struct BackfillArgs {
+    /// The symbols and their interval.
+    #[command(flatten)]
+    pub symbols: SymbolArgs,
     /// First trading date to publish (YYYY-MM-DD, Africa/Cairo).
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub start_date: NaiveDate,
     /// Last trading date to publish (YYYY-MM-DD, Africa/Cairo), inclusive.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub end_date: NaiveDate,
-    /// Data source (default: fetch.source, which is tradingview without a config file).
-    #[arg(long, value_enum)]
-    pub source: Option<SourceArg>,
-    /// Exchange code.
-    #[arg(long)]
-    pub exchange: Option<String>,
-    /// Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS).
-    #[arg(long, value_name = "HOST:PORT")]
-    pub bootstrap_servers: Option<String>,
-    /// Kafka topic.
-    #[arg(long)]
-    pub topic: Option<String>,
-    /// Backfill only this process's share of the symbols: i/n (0-based), as `produce`.
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<String>,
+    /// Where the bars come from.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Where they are published.
+    #[command(flatten)]
+    pub kafka: KafkaTargetArgs,
+    /// This process's share of the symbols.
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Progress file: written after every chunk Kafka confirmed, read to resume. It
     /// belongs to one set of parameters; another backfill refuses it.
     #[arg(long, value_name = "FILE", default_value = "egx-backfill-state.json")]
@@ -189,31 +155,131 @@ pub struct BackfillArgs {
     pub chunk_bars: u64,
 }
 
-/// `consume` flags (the original consumer's).
-#[derive(Debug, Args)]
-pub struct ConsumeArgs {
-    /// Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS).
-    #[arg(long, value_name = "HOST:PORT")]
-    pub bootstrap: Option<String>,
-    /// Kafka topic.
-    #[arg(long)]
-    pub topic: Option<String>,
-    /// Bucket.
-    #[arg(long)]
-    pub bucket: Option<String>,
-    /// Key prefix.
-    #[arg(long)]
-    pub prefix: Option<String>,
-    /// S3 endpoint of MinIO or another S3 server (env MINIO_ENDPOINT).
-    #[arg(long, value_name = "URL")]
-    pub minio_endpoint: Option<String>,
-    /// Write to AWS S3 (no custom endpoint, virtual-host addressing).
-    #[arg(long)]
-    pub use_aws: bool,
-    /// Consumer group.
-    #[arg(long)]
-    pub consumer_group: Option<String>,
-    /// Read up to the topic's end as of start, write, commit, print a summary and exit.
-    #[arg(long)]
-    pub once: bool,
+impl Cli {
+    /// Applies the global flags and the command's: they win over the config file and the
+    /// environment.
+    pub fn apply(&self, settings: &mut Settings) -> Result<()> {
+        if let Some(level) = &self.log_level {
+            settings.log.level = level.clone();
+        }
+        if let Some(format) = self.log_format {
+            settings.log.format = format;
+        }
+        match &self.command {
+            Command::Run(a) => a.fetch.apply(settings, FetchRules::Run),
+            Command::Produce(a) => a.apply(settings, self.config.is_some()),
+            Command::Consume(a) => {
+                a.apply(settings);
+                Ok(())
+            }
+            Command::Backfill(a) => a.apply(settings),
+            Command::CheckConfig | Command::Check | Command::Stored { .. } | Command::Lag => Ok(()),
+        }
+    }
+
+    /// Where the configuration came from, for error messages.
+    pub fn origin(&self) -> String {
+        self.config.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string())
+    }
+}
+
+impl Command {
+    /// The built-in defaults the command starts from, before the config file.
+    pub fn defaults(&self) -> Defaults {
+        match self {
+            Command::Produce(_) | Command::Consume(_) => Defaults::OriginalScripts,
+            Command::Run(_) | Command::CheckConfig => Defaults::Embedded,
+            // Operators' commands inspect real services: the original scripts' defaults.
+            Command::Check | Command::Stored { .. } | Command::Lag => Defaults::OriginalScripts,
+            // A backfill publishes real history to a real cluster, as `produce` does.
+            Command::Backfill(_) => Defaults::OriginalScripts,
+        }
+    }
+
+    /// The symbols given with --symbols to a command that follows them.
+    pub fn symbols_flag(&self) -> Option<&str> {
+        match self {
+            Command::Run(a) => a.fetch.symbols.symbols.as_deref(),
+            Command::Produce(a) => a.fetch.symbols.symbols.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl ProduceArgs {
+    fn apply(&self, settings: &mut Settings, has_file: bool) -> Result<()> {
+        self.fetch.apply(settings, FetchRules::Produce { has_file })?;
+        self.source.apply(settings);
+        self.kafka.apply(settings);
+        Ok(())
+    }
+}
+
+impl ConsumeArgs {
+    fn apply(&self, settings: &mut Settings) {
+        self.kafka.apply(settings);
+        if let Some(g) = &self.consumer_group {
+            settings.kafka.consumer_group = g.clone();
+        }
+        self.store.apply(settings);
+    }
+}
+
+impl BackfillArgs {
+    /// The range is the backfill's own: it replaces `fetch.start_date`/`end_date`.
+    fn apply(&self, settings: &mut Settings) -> Result<()> {
+        if self.start_date > self.end_date {
+            bail!("--start-date {} is after --end-date {}", self.start_date, self.end_date);
+        }
+        self.symbols.apply(settings)?;
+        self.shard.apply(settings)?;
+        self.source.apply(settings);
+        (settings.fetch.start_date, settings.fetch.end_date) = (Some(self.start_date), Some(self.end_date));
+        self.kafka.apply(settings);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use egx_actors::kafka::KafkaMode;
+    use egx_actors::sink::SinkKind;
+
+    fn settings_of(args: &[&str]) -> Result<Settings> {
+        let cli = Cli::try_parse_from(args)?;
+        let mut settings = Settings::default();
+        cli.apply(&mut settings)?;
+        Ok(settings)
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // Also proves that every flag a command re-words or re-orders exists.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn consume_takes_the_kafka_target_as_bootstrap() {
+        let s = settings_of(&["egx-pipeline", "consume", "--bootstrap", "k:1", "--bucket", "b"]).unwrap();
+        assert_eq!((s.kafka.mode, s.kafka.bootstrap_servers.as_str()), (KafkaMode::External, "k:1"));
+        assert_eq!((s.sink.kind, s.sink.bucket.as_str()), (SinkKind::S3, "b"));
+        assert!(Cli::try_parse_from(["egx-pipeline", "consume", "--bootstrap-servers", "k:1"]).is_err());
+        assert!(Cli::try_parse_from(["egx-pipeline", "produce", "--bootstrap", "k:1"]).is_err());
+    }
+
+    #[test]
+    fn backfill_takes_its_range_and_refuses_it_backwards() {
+        let args = ["egx-pipeline", "backfill", "--symbols", "COMI", "--exchange", "egx"];
+        let mut ok = args.to_vec();
+        ok.extend(["--start-date", "2025-01-01", "--end-date", "2025-01-31", "--bootstrap-servers", "k:1"]);
+        let s = settings_of(&ok).unwrap();
+        assert_eq!(s.fetch.start_date, "2025-01-01".parse().ok());
+        assert_eq!((s.fetch.exchange.as_str(), s.kafka.mode), ("EGX", KafkaMode::External));
+        let mut backwards = args.to_vec();
+        backwards.extend(["--start-date", "2025-02-01", "--end-date", "2025-01-31"]);
+        let err = settings_of(&backwards).unwrap_err().to_string();
+        assert_eq!(err, "--start-date 2025-02-01 is after --end-date 2025-01-31");
+    }
 }

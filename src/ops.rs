@@ -1,7 +1,11 @@
-//! Operators' commands: `check` (configuration and connections), `stored` (what the
-//! bucket holds, by date and symbol) and `lag` (the consumer group's lag per partition).
+//! Operators' commands: `check-config` (the configuration as loaded), `check`
+//! (configuration and connections), `stored` (what the bucket holds, by date and symbol)
+//! and `lag` (the consumer group's lag per partition). They run to completion and fail
+//! with exit code 1 and the reason, as an operator runs them by hand.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -10,10 +14,28 @@ use egx_actors::kafka::{self, KafkaWatch, OffsetProbe};
 use egx_actors::metrics::Metrics;
 use slog::Logger;
 
+use crate::exit;
 use crate::settings::Settings;
 
 /// How long `check` waits for the brokers: it fails fast, as operators run it by hand.
 const CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Prints the configuration as loaded and validated, with secrets redacted.
+pub fn check_config(settings: &Settings) -> Result<ExitCode> {
+    print!("{}", settings.to_redacted_toml()?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs an operator command to completion; its failure is exit code 1 with the reason.
+pub fn finish(command: impl Future<Output = Result<()>>) -> Result<ExitCode> {
+    match actix::System::new().block_on(command) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("egx-pipeline: error: {e:#}");
+            Ok(ExitCode::from(exit::FAILED))
+        }
+    }
+}
 
 /// Tests the connections a configuration needs; fails with the first unreachable or
 /// refusing one.

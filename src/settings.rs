@@ -12,29 +12,12 @@ use egx_actors::fetcher::FetchConfig;
 use egx_actors::kafka::{KafkaConfig, KafkaMode};
 use egx_actors::key::KeyTemplate;
 use egx_actors::sink::SinkConfig;
-use egx_actors::source::CsvConfig;
-use egx_actors::source::TradingViewConfig;
+use egx_actors::source::{CsvConfig, SourceSpec, TradingViewConfig};
 use egx_actors::supervisor::{ChaosConfig, SupervisorConfig};
 use egx_actors::writer::WriterConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::LogFormat;
-
-/// `[log]`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// DEBUG, INFO, WARNING or ERROR.
-    pub level: String,
-    /// `auto`, `term` or `json`.
-    pub format: LogFormat,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self { level: "INFO".into(), format: LogFormat::Auto }
-    }
-}
+use crate::logging::{self, LogConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -155,7 +138,7 @@ impl Settings {
         if self.csv.speed.is_nan() || self.csv.speed < 0.0 {
             return Err(anyhow!("invalid configuration ({origin}): csv.speed: must be 0 or more"));
         }
-        crate::logging::parse_level(&self.log.level)
+        logging::parse_level(&self.log.level)
             .map_err(|e| anyhow!("invalid configuration ({origin}): log.level: {e}"))?;
         self.sink.validate().map_err(wrap)
     }
@@ -168,6 +151,16 @@ impl Settings {
     /// True when Kafka runs in-process.
     pub fn embedded_kafka(&self) -> bool {
         self.kafka.mode == KafkaMode::Embedded
+    }
+
+    /// What the data source is built from: `fetch.source`, the seed and the sources' sections.
+    pub fn source_spec(&self) -> SourceSpec {
+        SourceSpec {
+            kind: self.fetch.source,
+            seed: self.fetch.seed,
+            tradingview: self.tradingview.clone(),
+            csv: self.csv.clone(),
+        }
     }
 }
 

@@ -119,18 +119,27 @@ impl BackfillState {
     }
 
     /// Writes the state to `path` atomically: a temporary file beside it, flushed to
-    /// disk, then renamed over it, so a crash leaves the old state or the new one.
+    /// disk, then persisted (renamed) over it, so a crash leaves the old state or the new
+    /// one. A failed write leaves no temporary file behind.
     pub fn save(&self, path: &Path) -> Result<()> {
         let name =
             path.file_name().ok_or_else(|| anyhow!("--state {} is not a file name", path.display()))?;
-        let temp = path.with_file_name(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut bytes = serde_json::to_vec_pretty(self)?;
         bytes.push(b'\n');
         let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&temp, path)
+            let prefix = format!(".{}.", name.to_string_lossy());
+            let mut builder = tempfile::Builder::new();
+            builder.prefix(&prefix).suffix(".tmp");
+            // A temporary file is the owner's alone; the state file is an ordinary output,
+            // made as `File::create` makes one (0666 less the umask).
+            #[cfg(unix)]
+            builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+            let mut temp = builder.tempfile_in(dir)?;
+            temp.write_all(&bytes)?;
+            temp.as_file().sync_all()?;
+            temp.persist(path).map_err(|e| e.error)?;
+            Ok(())
         };
         write().with_context(|| format!("cannot write the backfill state file {}", path.display()))
     }
@@ -209,6 +218,19 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(json["symbols"]["ETEL"]["last_confirmed"], "2025-01-07T08:00:00Z");
         assert_eq!(json["params"]["interval"], "Daily");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_state_file_gets_the_permissions_of_an_ordinary_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        BackfillState::new(params()).save(&path).unwrap();
+        let ordinary = dir.path().join("ordinary");
+        std::fs::File::create(&ordinary).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), mode(&ordinary), "not the owner-only mode of a temporary file");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Where bars come from. A [`Source`] answers "the latest bars of this symbol"; the
 //! Fetchers call it on their schedule. Real feeds implement the same trait.
 
+mod build;
 mod csv;
 mod synthetic;
 pub mod tradingview;
@@ -9,6 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+pub use build::{build, SourceBuildError, SourceSpec};
 pub use csv::{BadRow, CsvConfig, CsvSource, CsvSourceError, ReplayRequest, RowProblem};
 pub use synthetic::SyntheticSource;
 pub use tradingview::{TradingViewConfig, TradingViewSource};
